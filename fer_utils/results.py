@@ -1,0 +1,131 @@
+"""The results convention: one ``results/<run_name>.json`` per training or evaluation run, its
+per-split probabilities in ``results/predictions/<run_name>.npz``, and the README table that
+is generated from them (never typed)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fer_utils.config import results_dir
+from fer_utils.evaluation import metrics
+
+REQUIRED_KEYS = (
+    "run_name",
+    "model",
+    "command",
+    "profile",
+    "data_sha256",
+    "versions",
+    "train_seconds",
+    "metrics",
+)
+EVAL_SPLITS = ("PublicTest", "PrivateTest")
+TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+_PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "opencv-python-headless")
+
+
+def versions() -> dict[str, str]:
+    """Python and key package versions, recorded with every run."""
+    found = {"python": platform.python_version()}
+    for package in _PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_run(
+    run_name: str,
+    model: str,
+    command: str,
+    profile: str,
+    data_sha256: str,
+    train_seconds: float,
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``results/<run_name>.json`` and ``results/predictions/<run_name>.npz``.
+
+    ``predictions`` maps a split name to (labels, probabilities (N, 7)); the metrics of the
+    record are computed from them here, so record and predictions always agree."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_name):
+        raise ValueError(f"run_name {run_name!r}: use letters, digits, '.', '_' and '-' only")
+    folder = results_dir()
+    record = {
+        "run_name": run_name,
+        "model": model,
+        "command": command,
+        "profile": profile,
+        "data_sha256": data_sha256,
+        "versions": versions(),
+        "train_seconds": round(float(train_seconds), 1),
+        "metrics": {split: metrics(y, p) for split, (y, p) in predictions.items()},
+        **(extra or {}),
+    }
+    arrays = {}
+    for split, (labels, probabilities) in predictions.items():
+        arrays[f"{split}_labels"] = np.asarray(labels, dtype=np.int8)
+        arrays[f"{split}_probabilities"] = np.asarray(probabilities, dtype=np.float32)
+    np.savez_compressed(folder / "predictions" / f"{run_name}.npz", **arrays)
+    path = folder / f"{run_name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def load_runs(folder: Path | None = None) -> pd.DataFrame:
+    """One row per results JSON: name, model, profile, train time and every split's metrics."""
+    rows = []
+    for path in sorted((folder or results_dir()).glob("*.json")):
+        record = json.loads(path.read_text())
+        if not all(key in record for key in REQUIRED_KEYS):
+            continue
+        row = {k: record[k] for k in ("run_name", "model", "profile", "train_seconds")}
+        for split, values in record["metrics"].items():
+            row.update({f"{split}_{k}": v for k, v in values.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def results_table(runs: pd.DataFrame) -> str:
+    """Markdown table of runs: PrivateTest accuracy, balanced accuracy, macro-F1 (percent),
+    PublicTest accuracy, training minutes; best PrivateTest accuracy first."""
+    if runs.empty:
+        return "_No results yet: train a model (see Notebook 02) to fill this table._"
+    runs = runs.sort_values("PrivateTest_accuracy", ascending=False, na_position="last")
+    header = (
+        "| run | model | profile | PrivateTest acc. | balanced acc. | macro-F1 | PublicTest acc."
+        " | train min |\n|---|---|---|---|---|---|---|---|"
+    )
+
+    def pct(value: float) -> str:
+        return "–" if pd.isna(value) else f"{100 * value:.2f}"
+
+    lines = [
+        f"| {r.run_name} | {r.model} | {r.profile} | {pct(r.get('PrivateTest_accuracy'))} "
+        f"| {pct(r.get('PrivateTest_balanced_accuracy'))} | {pct(r.get('PrivateTest_macro_f1'))} "
+        f"| {pct(r.get('PublicTest_accuracy'))} | {r.train_seconds / 60:.1f} |"
+        for _, r in runs.iterrows()
+    ]
+    return "\n".join([header, *lines])
+
+
+def update_readme(readme: Path, folder: Path | None = None) -> bool:
+    """Replace the text between the results-table markers of ``readme``; True if it changed."""
+    text = readme.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise ValueError(f"{readme} has no {TABLE_START} … {TABLE_END} markers")
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    table = results_table(load_runs(folder))
+    new = f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}"
+    readme.write_text(new)
+    return new != text

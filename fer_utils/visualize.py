@@ -1,0 +1,163 @@
+"""Figures. Each function draws what it is given and, with ``save=NAME``, writes
+``figures/NAME.png`` at print quality; nothing here computes new results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from fer_utils.config import EMOTIONS, figures_dir
+
+DPI = 200
+
+
+def save_figure(fig: plt.Figure, name: str | None) -> Path | None:
+    """Write ``fig`` to ``figures/<name>.png`` (200 dpi, tight) and return the path."""
+    if name is None:
+        return None
+    path = figures_dir() / f"{name}.png"
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def class_balance(counts: pd.DataFrame, save: str | None = None) -> plt.Figure:
+    """Grouped bars of images per emotion, one colour per split (``Dataset.counts()``)."""
+    shares = counts.drop(columns="total", errors="ignore")
+    long = shares.reset_index().melt(id_vars="split", var_name="emotion", value_name="images")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.barplot(long, x="emotion", y="images", hue="split", ax=ax)
+    ax.set_title("Images per emotion and split")
+    save_figure(fig, save)
+    return fig
+
+
+def face_grid(
+    images: np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    suptitle: str | None = None,
+    save: str | None = None,
+) -> plt.Figure:
+    """Faces in a grid (grey, 0–255 unless the values are not in that range), with titles."""
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.45 * nrows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            image = images[k]
+            in_range = np.nanmin(image) >= 0 and np.nanmax(image) <= 255
+            ax.imshow(
+                image, cmap="gray", vmin=0 if in_range else None, vmax=255 if in_range else None
+            )
+            if titles is not None:
+                ax.set_title(titles[k], fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig
+
+
+def samples_per_class(
+    images: np.ndarray, labels: np.ndarray, per_class: int = 8, seed: int = 0,
+    save: str | None = None,
+) -> plt.Figure:  # fmt: skip
+    """A row of random faces for every emotion."""
+    rng = np.random.default_rng(seed)
+    rows, titles = [], []
+    for label, name in enumerate(EMOTIONS):
+        members = np.flatnonzero(labels == label)
+        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+        chosen = np.pad(chosen, (0, per_class - len(chosen)), constant_values=-1)
+        rows.extend(images[i] if i >= 0 else np.full(images.shape[1:], np.nan) for i in chosen)
+        titles.extend([name] + [""] * (per_class - 1))
+    return face_grid(np.stack(rows), titles, ncols=per_class, save=save)
+
+
+def mean_faces(faces: np.ndarray, save: str | None = None) -> plt.Figure:
+    """The mean face of each emotion (top) and its difference from the mean of all (bottom)."""
+    overall = np.nanmean(faces, axis=0)
+    fig, axes = plt.subplots(2, len(EMOTIONS), figsize=(1.6 * len(EMOTIONS), 3.6))
+    limit = np.nanmax(np.abs(faces - overall))
+    for k, name in enumerate(EMOTIONS):
+        axes[0, k].imshow(faces[k], cmap="gray", vmin=0, vmax=255)
+        axes[0, k].set_title(name, fontsize=9)
+        axes[1, k].imshow(faces[k] - overall, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        for ax in axes[:, k]:
+            ax.axis("off")
+    axes[1, 0].set_title("minus mean face", fontsize=8, loc="left")
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig
+
+
+def distributions(
+    stats: pd.DataFrame, columns: Sequence[str], by: str = "emotion", save: str | None = None
+) -> plt.Figure:
+    """One box plot per column of ``stats``, grouped by ``by``."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4))
+    for ax, column in zip(np.atleast_1d(axes), columns, strict=True):
+        sns.boxplot(stats, x=by, y=column, ax=ax, fliersize=1)
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_title(column.replace("_", " "))
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig
+
+
+def heatmap(
+    table: pd.DataFrame,
+    title: str,
+    normalize_rows: bool = True,
+    fmt: str = ".2f",
+    save: str | None = None,
+) -> plt.Figure:
+    """A labelled heatmap of a table (row-normalised to shares by default), e.g. a confusion
+    matrix or an agreement table."""
+    values = table.div(table.sum(axis=1).replace(0, np.nan), axis=0) if normalize_rows else table
+    fig, ax = plt.subplots(figsize=(0.9 * table.shape[1] + 2, 0.6 * table.shape[0] + 1.5))
+    sns.heatmap(values, annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig
+
+
+def cleaning_examples(
+    images: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    examples: dict[str, list[np.ndarray]],
+    save: str | None = None,
+) -> plt.Figure:
+    """One row per cleaning finding with its example rows (``cleaning.examples``), each face
+    titled with its label and split; groups are separated by a blank cell."""
+    cells: list[list[int | None]] = []
+    for groups in examples.values():
+        row: list[int | None] = []
+        for group in groups:
+            row.extend([*group.tolist(), None])
+        cells.append(row[:-1] if row else [])
+    ncols = max(1, *(len(r) for r in cells))
+    fig, axes = plt.subplots(
+        len(cells), ncols, figsize=(1.25 * ncols + 1.5, 1.55 * len(cells)), squeeze=False
+    )
+    for r, (name, row) in enumerate(zip(examples, cells, strict=True)):
+        axes[r, 0].text(-0.15, 0.5, name.replace("_", " "), transform=axes[r, 0].transAxes,
+                        ha="right", va="center", fontsize=9)  # fmt: skip
+        for c, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if c < len(row) and row[c] is not None:
+                i = row[c]
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+                ax.set_title(f"{EMOTIONS[labels[i]]}\n{splits[i]}", fontsize=6.5)
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Run the numbered notebooks end to end with papermill, or the tests.
+#
+#   ./run_all.sh                       set up .venv on first use, run every notebook (quick)
+#   ./run_all.sh --profile cpu         full data, budgets for 2 CPU cores (full: GPU budgets)
+#   ./run_all.sh --only 01             run one notebook (repeatable: --only 01 --only 02)
+#   ./run_all.sh --data PATH --seed 1  data file/folder (else $FER2013_PATH, then data/)
+#   ./run_all.sh --tests               set up .venv, then ruff and pytest (extra args go to pytest)
+#
+# Executed copies go to outputs/<profile>/; the committed notebooks are never overwritten.
+# Without data it runs the quick profile on the bundled sample (data/sample/) and says so.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${FER_VENV:-.venv}"
+profile="" data="${FER2013_PATH:-}" seed=0 only=() tests=0 pytest_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --data) data="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
+    --only) only+=("$2"); shift 2 ;;
+    --tests) tests=1; shift; pytest_args=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# --- environment: a virtual environment with the pinned requirements, made once -------------
+python_for_venv() {
+  for candidate in python3.11 python3; do
+    command -v "$candidate" >/dev/null && { echo "$candidate"; return; }
+  done
+  echo "run_all.sh: Python 3.11 is needed (python3.11 or python3 on PATH)" >&2; exit 1
+}
+stamp="$VENV/.requirements-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  [[ -x "$VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$VENV"
+  echo "== installing requirements into $VENV (first run only) =="
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -r requirements.txt
+  "$VENV/bin/python" -m pip install --quiet --no-deps -e .
+  rm -f "$VENV"/.requirements-* && touch "$stamp"
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
+
+if [[ $tests -eq 1 ]]; then
+  ruff check .
+  ruff format --check .
+  exec python -m pytest "${pytest_args[@]}"
+fi
+
+# --- data: argument, $FER2013_PATH, data/ — else the bundled sample ------------------------
+if [[ -z "$data" ]] && ! python -c "from fer_utils.data import find_data; find_data()" 2>/dev/null; then
+  data="data/sample/fer2013_sample.csv.gz"
+  [[ -n "$profile" && "$profile" != quick ]] && echo "note: --profile $profile needs the real data; using quick"
+  profile=quick
+  cat <<EOF
+==========================================================================================
+  No FER2013 data found (no --data, no \$FER2013_PATH, nothing in data/).
+  Running the QUICK profile on the bundled SAMPLE ($data): a smoke run, its
+  numbers mean nothing. Get the real data with \`python -m fer_utils download\` (Kaggle
+  credentials needed) or pass --data PATH.
+==========================================================================================
+EOF
+fi
+profile="${profile:-quick}"
+[[ -n "$data" ]] && data="$(realpath "$data")"
+
+# --- notebooks ------------------------------------------------------------------------------
+out="outputs/$profile"
+mkdir -p "$out"
+# Quick runs are smoke runs: their figures go to figures/quick/ (ignored by git), so they never
+# overwrite the committed figures of a real (cpu / full) run.
+[[ "$profile" == quick ]] && export FER_FIGURES="${FER_FIGURES:-$PWD/figures/quick}"
+ran=0
+for notebook in notebooks/[0-9][0-9]_*.ipynb; do
+  name="$(basename "$notebook")"
+  if [[ ${#only[@]} -gt 0 ]]; then
+    wanted=0
+    for n in "${only[@]}"; do [[ "$name" == "$n"_* || "$name" == "$n" ]] && wanted=1; done
+    [[ $wanted -eq 1 ]] || continue
+  fi
+  echo "== $name (profile $profile, seed $seed) =="
+  params=(-p profile "$profile" -p seed "$seed")
+  [[ -n "$data" ]] && params+=(-p data_path "$data")
+  if ! papermill "$notebook" "$out/$name" "${params[@]}" --cwd notebooks -k python3 --progress-bar; then
+    echo "FAILED: $name — the executed copy with the error is $out/$name" >&2
+    exit 1
+  fi
+  ran=$((ran + 1))
+done
+[[ $ran -gt 0 ]] || { echo "run_all.sh: no notebook matches --only ${only[*]}" >&2; exit 2; }
+echo "== done: $ran notebook(s); executed copies in $out/, figures in ${FER_FIGURES:-figures}/ =="

@@ -1,0 +1,39 @@
+"""Every numbered notebook runs top to bottom under papermill in the quick profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import papermill
+import pytest
+
+from conftest import ROOT, SAMPLE_CSV
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean(notebook: Path) -> None:
+    cells = json.loads(notebook.read_text())["cells"]
+    assert any("parameters" in c["metadata"].get("tags", []) for c in cells)
+    assert all(
+        not c.get("outputs") and not c.get("execution_count")
+        for c in cells
+        if c["cell_type"] == "code"
+    )
+    assert "/work/" not in notebook.read_text() and "/home/" not in notebook.read_text()
+
+
+@pytest.mark.slow
+def test_notebook_01_runs_and_writes_its_figures(tmp_path: Path) -> None:
+    notebook = ROOT / "notebooks" / "01_data_exploration_and_cleaning.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / notebook.name),
+        parameters={"profile": "quick", "data_path": str(SAMPLE_CSV), "seed": 0},
+        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
+    )  # fmt: skip
+    figures = Path(__import__("os").environ["FER_FIGURES"])
+    names = {p.stem for p in figures.glob("*.png")}
+    assert {"01_class_balance", "01_mean_faces", "01_cleaning_examples", "01_ferplus_agreement",
+            "01_samples_per_class", "01_intensity_contrast"} <= names  # fmt: skip
