@@ -70,9 +70,12 @@ profile="${profile:-quick}"
 # --- notebooks ------------------------------------------------------------------------------
 out="outputs/$profile"
 mkdir -p "$out"
-# Quick runs are smoke runs: their figures go to figures/quick/ (ignored by git), so they never
-# overwrite the committed figures of a real (cpu / full) run.
-[[ "$profile" == quick ]] && export FER_FIGURES="${FER_FIGURES:-$PWD/figures/quick}"
+# Quick runs are smoke runs: their figures, results, models and checkpoints go to .../quick/
+# folders (ignored by git), never over those of a real run.
+if [[ "$profile" == quick ]]; then
+  export FER_FIGURES="${FER_FIGURES:-$PWD/figures/quick}" FER_RESULTS="${FER_RESULTS:-$PWD/results/quick}"
+  export FER_MODELS="${FER_MODELS:-$PWD/models/quick}" FER_CHECKPOINTS="${FER_CHECKPOINTS:-$PWD/checkpoints/quick}"
+fi
 ran=0
 for notebook in notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$notebook")"

@@ -4,6 +4,14 @@ The modules follow the flow data → cleaning → preprocessing → models → t
 evaluation → ensemble / explain / inference; notebooks are narrated calls into them.
 """
 
+import os
+
+# oneDNN kernels double TensorFlow's CPU training speed on these machines (measured with
+# benchmarks/bench_training.py; TF leaves them off on AMD CPUs). It must be set before
+# TensorFlow is imported, so importing fer_utils first turns it on unless the user chose.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from fer_utils.config import EMOTIONS, SPLITS
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -79,6 +80,47 @@ def cmd_results_table(args: argparse.Namespace) -> None:
     print(f"{readme}: {'updated' if update_readme(readme) else 'already up to date'}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from fer_utils.config import get_profile
+    from fer_utils.experiment import profile_data, run_experiment
+    from fer_utils.training import TrainConfig, command_line, set_threads
+
+    set_threads(args.threads)
+    profile = get_profile(args.profile)
+    config = TrainConfig(
+        model=args.model,
+        model_kwargs=json.loads(args.model_kwargs),
+        epochs=args.epochs or profile.epochs,
+        batch_size=args.batch_size or profile.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        schedule=args.schedule,
+        loss=args.loss,
+        class_weighting=args.class_weights,
+        label_smoothing=args.label_smoothing,
+        augment=args.augment,
+        soft_targets="ferplus" if args.ferplus_soft else "none",
+        clean=args.clean,
+        patience=args.patience,
+        policy=args.policy,
+        jit_compile=args.jit,
+        time_budget_minutes=args.time_budget,
+        seed=args.seed,
+    )
+    dataset = profile_data(_load(args), args.profile, args.seed)
+    run_name = args.run_name or f"{args.model}-{args.profile}-s{args.seed}"
+    done = run_experiment(
+        config, run_name, dataset, args.profile, command_line(), tta=not args.no_tta
+    )
+    for path in done.records.values():
+        metrics = json.loads(path.read_text())["metrics"]["PrivateTest"]
+        print(
+            f"{path.name}: PrivateTest accuracy {metrics['accuracy']:.4f}, "
+            f"balanced {metrics['balanced_accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
+        )
+    print(f"model: {done.model_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fer_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +149,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-per-class", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("train", help="train a registered model; writes models/ and results/")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="baseline, five_layer, vgg, resnet_lite")
+    p.add_argument("--model-kwargs", default="{}", help="JSON, e.g. '{\"width\": 0.5}'")
+    p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
+    p.add_argument("--run-name", help="default: <model>-<profile>-s<seed>")
+    p.add_argument("--epochs", type=int, help="default: the profile's")
+    p.add_argument("--batch-size", type=int, help="default: the profile's")
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
+    p.add_argument("--loss", default="ce", choices=["ce", "focal"])
+    p.add_argument("--class-weights", action="store_true", help="balanced class weights / alpha")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--augment", default="basic", choices=["none", "basic", "erasing", "mixup"])
+    p.add_argument("--ferplus-soft", action="store_true", help="train on FER+ vote distributions")
+    p.add_argument("--clean", action="store_true", help="train on cleaned Training data")
+    p.add_argument("--patience", type=int, default=10, help="early stopping on PublicTest")
+    p.add_argument("--policy", default="float32", choices=["float32", "mixed_bfloat16"])
+    p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
+    p.add_argument("--time-budget", type=float, help="stop after this many minutes")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("results-table", help="regenerate the README results table from results/")
     p.add_argument("--readme", default=str(project_root() / "README.md"))

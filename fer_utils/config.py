@@ -43,6 +43,20 @@ def results_dir() -> Path:
     return path
 
 
+def models_dir() -> Path:
+    """Where trained models are saved (``FER_MODELS`` or ``<root>/models``)."""
+    path = Path(os.environ.get("FER_MODELS", project_root() / "models"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def checkpoints_dir() -> Path:
+    """Resumable training state and logs (``FER_CHECKPOINTS`` or ``<root>/checkpoints``)."""
+    path = Path(os.environ.get("FER_CHECKPOINTS", project_root() / "checkpoints"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def cache_dir() -> Path:
     """Where parsed datasets are cached (``FER_CACHE``, else ``$XDG_CACHE_HOME/fer_utils``)."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fer_utils"
@@ -78,9 +92,9 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(
-            "quick", "small stratified subset, 1–2 epochs: minutes on 2 CPU cores", 300, 60, 2, 64
+            "quick", "small stratified subset, 1–2 epochs: minutes on 2 CPU cores", 300, 60, 2, 128
         ),
-        Profile("cpu", "full data, budgets sized for 2 CPU cores", None, None, 40, 128),
+        Profile("cpu", "full data, budgets sized for 2 CPU cores", None, None, 30, 256),
         Profile("full", "full data, GPU (Colab) budgets", None, None, 120, 128),
     )
 }

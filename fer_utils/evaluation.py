@@ -1,9 +1,17 @@
-"""Metrics of predicted class probabilities against FER2013 labels (scikit-learn)."""
+"""Evaluation: metrics (scikit-learn), per-class report, confusion, bootstrap confidence
+intervals, and test-time augmentation."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+)
 
 from fer_utils.config import EMOTIONS
 
@@ -22,3 +30,74 @@ def metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | 
         ),
         "n": len(labels),
     }
+
+
+def bootstrap_ci(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the accuracy (resampling faces)."""
+    correct = (np.asarray(labels) == np.asarray(predicted)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), (n_boot, len(correct)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def per_class_report(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+    """Precision, recall, F1 and support per emotion (scikit-learn's classification report)."""
+    report = classification_report(
+        labels, probabilities.argmax(axis=1), labels=np.arange(len(EMOTIONS)),
+        target_names=list(EMOTIONS), output_dict=True, zero_division=0,
+    )  # fmt: skip
+    return pd.DataFrame(report).T.loc[list(EMOTIONS)].round(3)
+
+
+def confusion(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+    """Confusion counts, true emotion in rows and predicted in columns."""
+    matrix = confusion_matrix(labels, probabilities.argmax(axis=1), labels=np.arange(len(EMOTIONS)))
+    table = pd.DataFrame(matrix, index=list(EMOTIONS), columns=list(EMOTIONS))
+    table.index.name, table.columns.name = "true", "predicted"
+    return table
+
+
+TTA_SHIFTS = ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))
+
+
+def tta_views(faces: np.ndarray, shifts=TTA_SHIFTS, flip: bool = True) -> list[np.ndarray]:
+    """The test-time views of faces (N, 48, 48[, 1]): every shift (edge-padded, so the face
+    moves by that many pixels), each also mirrored left–right when ``flip``."""
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in shifts)
+    spatial = ((0, 0), (pad, pad), (pad, pad)) + ((0, 0),) * (faces.ndim - 3)
+    padded = np.pad(faces, spatial, mode="edge")
+    size = faces.shape[1]
+    views = []
+    for dy, dx in shifts:
+        view = padded[:, pad - dy : pad - dy + size, pad - dx : pad - dx + size]
+        views.append(view)
+        if flip:
+            views.append(view[:, :, ::-1])
+    return views
+
+
+def predict(model, faces: np.ndarray, tta: bool = False, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities (N, 7) of a self-contained model for uint8 or float faces; with
+    ``tta`` the mean over :func:`tta_views`."""
+    x = np.asarray(faces, dtype=np.float32)
+    x = x[..., None] if x.ndim == 3 else x
+    views = tta_views(x) if tta else [x]
+    return np.mean([model.predict(v, batch_size=batch_size, verbose=0) for v in views], axis=0)
+
+
+def most_confident_mistakes(
+    labels: np.ndarray, probabilities: np.ndarray, k: int = 16
+) -> np.ndarray:
+    """Indices of the ``k`` wrong predictions made with the highest confidence."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence)[:k]]

@@ -161,3 +161,35 @@ def cleaning_examples(
     fig.tight_layout()
     save_figure(fig, save)
     return fig
+
+
+def learning_curves(histories: dict[str, pd.DataFrame], save: str | None = None) -> plt.Figure:
+    """Training and PublicTest accuracy and loss per epoch, one colour per run."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for (name, history), colour in zip(histories.items(), sns.color_palette(), strict=False):
+        if history.empty:
+            continue
+        epochs = history["epoch"] + 1
+        for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+            ax.plot(epochs, history[metric], "--", color=colour, label=f"{name} train")
+            ax.plot(epochs, history[f"val_{metric}"], color=colour, label=f"{name} PublicTest")
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig
+
+
+def mistakes(
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, indices: np.ndarray,
+    ncols: int = 8, save: str | None = None,
+) -> plt.Figure:  # fmt: skip
+    """Faces at ``indices`` titled 'true → predicted (confidence)'."""
+    predicted = probabilities.argmax(axis=1)
+    titles = [
+        f"{EMOTIONS[labels[i]]} → {EMOTIONS[predicted[i]]}\n({probabilities[i, predicted[i]]:.2f})"
+        for i in indices
+    ]
+    return face_grid(images[indices], titles, ncols=ncols, save=save)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import papermill
@@ -33,7 +34,23 @@ def test_notebook_01_runs_and_writes_its_figures(tmp_path: Path) -> None:
         parameters={"profile": "quick", "data_path": str(SAMPLE_CSV), "seed": 0},
         cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
     )  # fmt: skip
-    figures = Path(__import__("os").environ["FER_FIGURES"])
+    figures = Path(os.environ["FER_FIGURES"])
     names = {p.stem for p in figures.glob("*.png")}
     assert {"01_class_balance", "01_mean_faces", "01_cleaning_examples", "01_ferplus_agreement",
             "01_samples_per_class", "01_intensity_contrast"} <= names  # fmt: skip
+
+
+@pytest.mark.slow
+def test_notebook_02_trains_records_and_plots(tmp_path: Path) -> None:
+    notebook = ROOT / "notebooks" / "02_baseline_cnn.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / notebook.name),
+        parameters={"profile": "quick", "data_path": str(SAMPLE_CSV), "compare_epochs": 1},
+        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
+    )  # fmt: skip
+    env = os.environ
+    records = {p.stem for p in Path(env["FER_RESULTS"]).glob("*.json")}
+    assert {"baseline-quick", "five_layer-quick", "five_layer-quick-tta"} <= records
+    assert {"five_layer-ce-e1-quick", "five_layer-focal-e1-quick"} <= records
+    figures = {p.stem for p in Path(env["FER_FIGURES"]).glob("*.png")}
+    assert {"02_learning_curves", "02_confusion_matrix", "02_confident_mistakes"} <= figures

@@ -1,0 +1,137 @@
+"""One experiment end to end: data for a profile → training → evaluation → saved model and
+results record. The ``train`` command and the notebooks both call :func:`run_experiment`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from fer_utils.cleaning import clean
+from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root, results_dir
+from fer_utils.data import Dataset, load_fer2013
+from fer_utils.evaluation import predict
+from fer_utils.models import save_for_inference
+from fer_utils.results import EVAL_SPLITS, write_run
+from fer_utils.training import TrainConfig, TrainResult, save_config, train
+
+
+def profile_data(data: str | Path | Dataset | None, profile: str, seed: int = 0) -> Dataset:
+    """The dataset for ``profile``: all rows, or its stratified per-class caps."""
+    dataset = data if isinstance(data, Dataset) else load_fer2013(data)
+    return dataset.stratified_subset(get_profile(profile).caps(), seed=seed)
+
+
+@dataclass
+class Experiment:
+    """What :func:`run_experiment` produced."""
+
+    run_name: str
+    model_path: Path
+    result: TrainResult
+    records: dict[str, Path]
+    probabilities: dict[str, np.ndarray]
+
+
+def run_experiment(
+    config: TrainConfig,
+    run_name: str,
+    dataset: Dataset,
+    profile: str,
+    command: str,
+    tta: bool = True,
+    verbose: int | str = "auto",
+) -> Experiment:
+    """Train ``config`` on ``dataset``'s Training split (cleaned if ``config.clean``), stop
+    early on PublicTest, then evaluate on PublicTest and PrivateTest.
+
+    Writes ``models/<run_name>.keras``, ``results/<run_name>.json`` (+ predictions) and, with
+    ``tta``, ``results/<run_name>-tta.json`` for the test-time-augmented evaluation."""
+    train_set = dataset.split("Training")
+    removed = None
+    if config.clean:
+        train_set, counts = clean(dataset, splits=("Training",))
+        train_set, removed = train_set.split("Training"), counts.to_dict()
+    checkpoints = checkpoints_dir() / run_name
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    save_config(config, checkpoints / "config.json")
+    result = train(config, train_set, dataset.split("PublicTest"), checkpoints, verbose=verbose)
+    model_path = models_dir() / f"{run_name}.keras"
+    save_for_inference(result.model, model_path)
+
+    extra = {
+        "config": dataclasses.asdict(config),
+        "epochs_run": result.epochs_run,
+        "train_images_per_second": round(len(train_set) * result.epochs_run / result.seconds, 1),
+        "train_rows": len(train_set),
+        "cleaning_removed": removed,
+        "parameters": int(result.model.count_params()),
+        "model_file": os.path.relpath(model_path, project_root()),
+    }
+    records, probabilities = {}, {}
+    for suffix, use_tta in (("", False), ("-tta", True)) if tta else (("", False),):
+        predictions = {}
+        for split in EVAL_SPLITS:
+            part = dataset.split(split)
+            probs = predict(result.model, part.images, tta=use_tta)
+            predictions[split] = (part.labels, probs)
+            probabilities[f"{split}{suffix}"] = probs
+        records[suffix or "plain"] = write_run(
+            f"{run_name}{suffix}", config.model + (" + TTA" if use_tta else ""), command, profile,
+            dataset.sha256, result.seconds, predictions, {**extra, "tta": use_tta},
+        )  # fmt: skip
+    keras.backend.clear_session()
+    return Experiment(run_name, model_path, result, records, probabilities)
+
+
+def load_history(run_name: str) -> pd.DataFrame:
+    """The per-epoch log of a run (``checkpoints/<run>/log.csv``); empty if there is none."""
+    path = checkpoints_dir() / run_name / "log.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+@dataclass
+class TrainedRun:
+    """A finished run as later notebooks use it: model, record and per-split probabilities."""
+
+    run_name: str
+    model: keras.Model
+    record: dict
+    probabilities: dict[str, np.ndarray]
+    history: pd.DataFrame
+
+
+def load_run(run_name: str) -> TrainedRun:
+    """Load ``models/<run>.keras``, ``results/<run>.json`` and its predictions file."""
+    record = json.loads((results_dir() / f"{run_name}.json").read_text())
+    stored = np.load(results_dir() / "predictions" / f"{run_name}.npz")
+    probabilities = {
+        s: stored[f"{s}_probabilities"] for s in EVAL_SPLITS if f"{s}_probabilities" in stored
+    }
+    model = keras.saving.load_model(models_dir() / Path(record["model_file"]).name, safe_mode=True)
+    return TrainedRun(run_name, model, record, probabilities, load_history(run_name))
+
+
+def train_or_load(
+    config: TrainConfig,
+    run_name: str,
+    dataset: Dataset,
+    profile: str,
+    command: str,
+    reuse: bool = True,
+    verbose: int | str = "auto",
+) -> TrainedRun:
+    """:func:`load_run` if ``reuse`` and the run's model and record exist (e.g. trained by
+    ``python -m fer_utils train`` in the background), else :func:`run_experiment` first."""
+    have = (models_dir() / f"{run_name}.keras").is_file() and (
+        results_dir() / f"{run_name}.json"
+    ).is_file()
+    if not (reuse and have):
+        run_experiment(config, run_name, dataset, profile, command, verbose=verbose)
+    return load_run(run_name)

@@ -1,0 +1,165 @@
+"""Architectures, built by name from one registry.
+
+Every model is self-contained: it takes raw grey faces, float32 (N, 48, 48, 1) in 0–255, and
+returns softmax probabilities over the 7 classes in FER2013 order. Scaling (and, for transfer
+backbones, resizing and channel repetition) happens inside the model, so a saved ``.keras``
+file needs no preprocessing code to be used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import keras
+from keras import layers
+
+from fer_utils.config import EMOTIONS, IMAGE_SIZE
+
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+N_CLASSES = len(EMOTIONS)
+
+Builder = Callable[..., keras.Model]
+REGISTRY: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: make a builder available as ``build_model(name)``."""
+
+    def add(builder: Builder) -> Builder:
+        REGISTRY[name] = builder
+        return builder
+
+    return add
+
+
+@contextmanager
+def dtype_policy(policy: str):
+    """Build layers under ``policy`` (e.g. ``mixed_bfloat16``), restoring the previous one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(name: str, policy: str = "float32", **kwargs) -> keras.Model:
+    """Build the registered architecture ``name`` (see :data:`REGISTRY`).
+
+    ``policy`` is the Keras dtype policy of its layers: ``mixed_bfloat16`` computes in
+    bfloat16 (about twice as fast on CPUs with AVX-512 BF16) and keeps float32 weights; the
+    output softmax is always float32."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
+    with dtype_policy(policy):
+        return REGISTRY[name](**kwargs)
+
+
+def _inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The raw-face input and the same faces scaled to 0–1."""
+    faces = keras.Input(INPUT_SHAPE, name="faces")
+    return faces, layers.Rescaling(1 / 255, name="scale")(faces)
+
+
+def _classifier(x: keras.KerasTensor) -> keras.KerasTensor:
+    """Softmax over the 7 emotions, in float32 whatever the compute policy."""
+    return layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="emotion")(x)
+
+
+def _conv_bn_relu(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
+    x = layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+@register("baseline")
+def baseline(dropout: float = 0.5, dense: int = 1024) -> keras.Model:
+    """Stanford CS230's baseline: four 3×3×32 same-padding ReLU convolutions interleaved with
+    two 2×2 max-pools, batch normalisation, 50 % dropout, a 1024-unit dense layer, softmax."""
+    faces, x = _inputs()
+    for block in range(2):
+        for k in range(2):
+            x = _conv_bn_relu(x, 32, name=f"block{block + 1}_{k + 1}")
+        x = layers.MaxPooling2D(2, name=f"block{block + 1}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, name="dropout1")(x)
+    x = layers.Dense(dense, activation="relu", name="fc")(x)
+    x = layers.Dropout(dropout, name="dropout2")(x)
+    return keras.Model(faces, _classifier(x), name="baseline")
+
+
+@register("five_layer")
+def five_layer(dropout: float = 0.3, dense: int = 1024) -> keras.Model:
+    """Stanford CS230's five-layer net: convolutions of 32 5×5, 32 4×4 and 64 5×5 filters, each
+    followed by a 3×3 max-pool with stride 2; batch normalisation at every layer; a 1024-unit
+    dense layer with 30 % dropout; softmax."""
+    faces, x = _inputs()
+    for k, (filters, kernel) in enumerate(((32, 5), (32, 4), (64, 5)), start=1):
+        x = _conv_bn_relu(x, filters, kernel, name=f"conv{k}")
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{k}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense, use_bias=False, name="fc")(x)
+    x = layers.BatchNormalization(name="fc_bn")(x)
+    x = layers.ReLU(name="fc_relu")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(faces, _classifier(x), name="five_layer")
+
+
+@register("vgg")
+def vgg(width: float = 1.0, dropout: float = 0.5, dense: int = 1024) -> keras.Model:
+    """VGG-style net after Khaireddin & Chen (2021, 73.28 % on FER2013): four stages of two
+    3×3 conv–BN–ReLU layers and a 2×2 max-pool, with 64·width … 512·width filters, then two
+    dense layers with dropout. ``width`` scales every layer's filters."""
+    faces, x = _inputs()
+    for stage, filters in enumerate((64, 128, 256, 512), start=1):
+        for k in range(2):
+            x = _conv_bn_relu(x, max(8, round(filters * width)), name=f"stage{stage}_{k + 1}")
+        x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for k in range(2):
+        x = layers.Dense(max(32, round(dense * width)), activation="relu", name=f"fc{k + 1}")(x)
+        x = layers.Dropout(dropout, name=f"dropout{k + 1}")(x)
+    return keras.Model(faces, _classifier(x), name="vgg")
+
+
+def _residual(x, filters: int, strides: int, name: str):
+    """A basic pre-activation-free residual block: two 3×3 conv–BN, projection when needed."""
+    shortcut = x
+    y = _conv_bn_relu(x, filters, 3, strides, name=f"{name}_a")
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
+    y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
+    if strides != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(
+            x
+        )
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")(
+        [y, shortcut]))  # fmt: skip
+
+
+@register("resnet_lite")
+def resnet_lite(
+    width: int = 32, blocks: tuple[int, ...] = (1, 2, 2), dropout: float = 0.3
+) -> keras.Model:
+    """This project's CPU-efficient net: a 3×3 stem at full 48×48 resolution, then residual
+    stages at 24×24, 12×12 and 6×6 (downsampling early keeps the FLOPs where they pay), with
+    width·(2, 4, 8) filters, global average pooling (no large dense layer) and dropout."""
+    faces, x = _inputs()
+    x = _conv_bn_relu(x, width, name="stem")
+    for stage, count in enumerate(blocks):
+        for k in range(count):
+            strides = 2 if k == 0 else 1
+            x = _residual(x, width * 2 ** (stage + 1), strides, name=f"stage{stage + 1}_{k + 1}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(faces, _classifier(x), name="resnet_lite")
+
+
+def save_for_inference(model: keras.Model, path) -> None:
+    """Save ``model`` without its optimizer state (a third of the size, same predictions)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.save(path)

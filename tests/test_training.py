@@ -1,0 +1,168 @@
+"""Models, losses, augmentation, training with resume, evaluation and TTA on small data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from fer_utils.data import Dataset
+from fer_utils.evaluation import bootstrap_ci, predict, tta_views
+from fer_utils.models import REGISTRY, build_model, save_for_inference
+from fer_utils.training import (
+    FocalLoss,
+    TrainConfig,
+    augmenter,
+    class_weights,
+    make_dataset,
+    train,
+)
+
+
+def synthetic(n: int, seed: int = 0) -> Dataset:
+    """Faces of noise whose label (0–3) is written as a bright 12×12 patch in one quadrant."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    images = rng.integers(0, 120, (n, 48, 48)).astype(np.uint8)
+    for k, label in enumerate(labels):
+        r, c = divmod(int(label), 2)
+        images[k, 6 + 24 * r : 18 + 24 * r, 6 + 24 * c : 18 + 24 * c] = 250
+    splits = np.array(["Training"] * (n - n // 4) + ["PublicTest"] * (n // 4))
+    return Dataset(images, labels.astype(np.int64), splits, np.arange(n), "synthetic", "0")
+
+
+FAST = dict(epochs=3, batch_size=32, augment="none", learning_rate=3e-3, patience=5)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_model_is_self_contained(name: str) -> None:
+    model = build_model(name)
+    assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)
+    out = model.predict(np.full((2, 48, 48, 1), 255.0, np.float32), verbose=0)
+    assert np.allclose(out.sum(axis=1), 1, atol=1e-5) and out.dtype == np.float32
+
+
+def test_mixed_bfloat16_model_outputs_float32() -> None:
+    model = build_model("five_layer", policy="mixed_bfloat16")
+    assert model.layers[-1].dtype_policy.compute_dtype == "float32"
+    assert model.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_brief_training_beats_chance_clearly(tmp_path: Path) -> None:
+    data = synthetic(640)
+    config = TrainConfig("five_layer", **FAST)
+    result = train(config, data.split("Training"), data.split("PublicTest"), tmp_path, verbose=0)
+    val = data.split("PublicTest")
+    accuracy = (predict(result.model, val.images).argmax(1) == val.labels).mean()
+    assert accuracy > 0.6  # chance is 0.25
+    assert (tmp_path / "best.keras").is_file() and (tmp_path / "log.csv").is_file()
+
+
+def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path) -> None:
+    data = synthetic(256)
+    train_set, val_set = data.split("Training"), data.split("PublicTest")
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    config = TrainConfig("five_layer", **{**FAST, "epochs": 4, "schedule": "plateau"})
+    with pytest.raises(KeyboardInterrupt):
+        train(config, train_set, val_set, tmp_path, verbose=0, extra_callbacks=(Interrupt(),))
+    assert (tmp_path / "backup").is_dir()
+    resumed = train(config, train_set, val_set, tmp_path, verbose=0)
+    assert resumed.epochs_run == 2  # epochs 3 and 4 only: the count went on from the backup
+    steps_per_epoch = len(train_set) // config.batch_size
+    assert resumed.optimizer_steps == 4 * steps_per_epoch  # the optimizer state came back too
+    log = (tmp_path / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]][-2:] == ["2", "3"]
+
+
+def test_focal_loss_with_gamma_zero_is_weighted_cross_entropy() -> None:
+    rng = np.random.default_rng(0)
+    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 16)]
+    p = rng.dirichlet(np.ones(7), 16).astype(np.float32)
+    alpha = rng.uniform(0.5, 2, 7)
+    focal = FocalLoss(alpha=alpha.tolist(), gamma=0.0, reduction=None)(y, p)
+    expected = -(alpha[None] * y * np.log(p)).sum(axis=1)
+    assert np.allclose(keras.ops.convert_to_numpy(focal), expected, rtol=1e-5)
+    # gamma > 0 down-weights confident correct predictions
+    confident = np.eye(7, dtype=np.float32)[[0]] * 0.9 + 0.1 / 7
+    ce = FocalLoss(gamma=0.0, reduction=None)(np.eye(7)[[0]], confident)
+    fl = FocalLoss(gamma=2.0, reduction=None)(np.eye(7)[[0]], confident)
+    assert float(fl[0]) < 0.1 * float(ce[0])
+
+
+def test_class_weights_for_a_known_label_vector() -> None:
+    labels = np.array([0] * 6 + [1] * 3 + [2, 3, 4, 5, 6] * 3)
+    weights = class_weights(labels)
+    n = len(labels)
+    assert np.allclose(weights, [n / (7 * 6), n / (7 * 3)] + [n / (7 * 3)] * 5)
+
+
+@pytest.mark.parametrize("kind", ["basic", "erasing", "mixup"])
+def test_augmentation_keeps_shape_range_and_labels(kind: str) -> None:
+    data = synthetic(64)
+    y = np.eye(7, dtype=np.float32)[data.labels]
+    x_batch, y_batch = next(iter(make_dataset(data.images, y, 32, kind, shuffle=False)))
+    x_batch, y_batch = np.asarray(x_batch), np.asarray(y_batch)
+    assert x_batch.shape == (32, 48, 48, 1) and x_batch.dtype == np.float32
+    assert x_batch.min() >= 0 and x_batch.max() <= 255
+    assert not np.array_equal(x_batch[..., 0], data.images[:32].astype(np.float32))
+    assert np.allclose(y_batch.sum(axis=1), 1, atol=1e-5)
+    if kind != "mixup":
+        assert np.array_equal(y_batch, y[:32])
+
+
+def test_unknown_augmentation_is_rejected() -> None:
+    with pytest.raises(ValueError, match="augmentation"):
+        augmenter("rotate-a-lot")
+
+
+def test_saved_model_reloads_with_the_same_predictions(tmp_path: Path) -> None:
+    model = build_model("resnet_lite")
+    faces = synthetic(8).images.astype(np.float32)
+    save_for_inference(model, tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert np.allclose(predict(model, faces), predict(loaded, faces), atol=1e-6)
+
+
+def test_tta_views_and_flip_invariant_model() -> None:
+    faces = synthetic(4).images
+    views = tta_views(faces)
+    assert len(views) == 10 and all(v.shape == faces.shape for v in views)
+    assert np.array_equal(views[1], faces[:, :, ::-1])
+    assert np.array_equal(views[2][:, 2:, :], faces[:, :-2, :])  # shifted down by two pixels
+
+    inputs = keras.Input((48, 48, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(inputs)  # invariant to flips, not to shifts
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(mean))
+    plain = predict(model, faces)
+    flipped_only = np.mean(
+        [model.predict(v[..., None].astype(np.float32), verbose=0) for v in views[:2]], 0
+    )
+    assert np.allclose(plain, flipped_only, atol=1e-6)
+
+
+def test_bootstrap_interval_contains_the_accuracy() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 500)
+    predicted = np.where(rng.random(500) < 0.7, labels, (labels + 1) % 7)
+    low, high = bootstrap_ci(labels, predicted)
+    accuracy = (labels == predicted).mean()
+    assert low < accuracy < high and 0.02 < high - low < 0.12
+
+
+def test_train_config_rejects_unknown_choices() -> None:
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig("five_layer", loss="hinge")
+    assert (
+        json.loads(json.dumps(dataclasses.asdict(TrainConfig("five_layer"))))["model"]
+        == "five_layer"
+    )
