@@ -37,8 +37,12 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     good = np.eye(7)[labels] * 0.9 + 0.1 / 7
     bad = np.full((40, 7), 1 / 7)
     bad[:, 3] += 0.01
-    for name, probs in (("weak", bad), ("strong", good)):
-        write_run(name, "cnn", f"python -m fer_utils train --run {name}", "quick", "abc", 12.0,
+    for name, probs, profile in (
+        ("weak", bad, "cpu"),
+        ("strong", good, "cpu"),
+        ("smoke", good, "quick"),
+    ):
+        write_run(name, "cnn", f"python -m fer_utils train --run {name}", profile, "abc", 12.0,
                   {"PublicTest": (labels, probs), "PrivateTest": (labels, probs)})  # fmt: skip
     record = json.loads((tmp_path / "strong.json").read_text())
     assert all(key in record for key in REQUIRED_KEYS)
@@ -46,7 +50,7 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     stored = np.load(tmp_path / "predictions" / "strong.npz")
     assert np.allclose(stored["PrivateTest_probabilities"], good)
     runs = load_runs(tmp_path)
-    assert sorted(runs.run_name) == ["strong", "weak"]
+    assert sorted(runs.run_name) == ["smoke", "strong", "weak"]
 
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{TABLE_START}\nold\n{TABLE_END}\noutro\n")
@@ -55,4 +59,5 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert text.index("| strong |") < text.index("| weak |")  # best PrivateTest first
     assert "| 100.00 |" in text
+    assert "smoke" not in text  # quick-profile smoke runs stay out of the README
     assert not update_readme(readme, tmp_path)  # idempotent
