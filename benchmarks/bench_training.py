@@ -3,6 +3,9 @@
     python benchmarks/bench_training.py                      # the default grid
     python benchmarks/bench_training.py --models five_layer --policies float32 mixed_bfloat16 \
         --jit on off --batch-sizes 128 256 --augment none basic
+    python benchmarks/bench_training.py --models 'resnet_lite:{"width": 16}' --policies float32
+
+A model is a registry name, optionally followed by ``:`` and its keyword arguments as JSON.
 
 For every combination it prints training images/s (a timed epoch after a warm-up), inference
 images/s, forward GFLOP per image, and the fraction of this CPU's measured matmul peak that
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import time
 
@@ -63,7 +67,8 @@ def bench(model_name: str, policy: str, jit: bool, batch: int, augment: str, ste
     n = batch * steps
     images = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
     y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, n)]
-    model = build_model(model_name, policy=policy)
+    name, _, kwargs = model_name.partition(":")
+    model = build_model(name, policy=policy, **json.loads(kwargs or "{}"))
     model.compile("adamw", "categorical_crossentropy", jit_compile=jit)
     data = (
         make_dataset(images, y, batch, augment, shuffle=True).cache() if augment == "none" else None
@@ -88,7 +93,7 @@ def main() -> None:
         "--models", nargs="+", default=["baseline", "five_layer", "resnet_lite", "vgg"]
     )
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
-    parser.add_argument("--jit", nargs="+", default=["on"], choices=["on", "off"])
+    parser.add_argument("--jit", nargs="+", default=["off"], choices=["on", "off"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128])
     parser.add_argument("--augment", nargs="+", default=["basic"])
     parser.add_argument("--steps", type=int, default=30, help="training steps timed per config")
@@ -102,7 +107,7 @@ def main() -> None:
     for policy, peak in peaks.items():
         print(f"measured matmul peak ({policy}): {peak / 1e9:.0f} GFLOP/s")
     print(
-        "model        policy          jit batch augment  train img/s  infer img/s  GFLOP/img",
+        "model                          policy          jit batch augment  train img/s  infer img/s  GFLOP/img",
         end="",
     )
     print("  % peak")
@@ -112,7 +117,7 @@ def main() -> None:
         r = bench(model, policy, jit == "on", batch, augment, args.steps)
         share = 3 * r["flops"] * r["train"] / peaks[policy]
         print(
-            f"{model:<12} {policy:<15} {jit:<3} {batch:>5} {augment:<8} {r['train']:>11.0f} "
+            f"{model:<30} {policy:<15} {jit:<3} {batch:>5} {augment:<8} {r['train']:>11.0f} "
             f"{r['infer']:>12.0f} {r['flops'] / 1e9:>10.3f} {100 * share:>6.1f}",
             flush=True,
         )
