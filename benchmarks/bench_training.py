@@ -107,10 +107,9 @@ def main() -> None:
     for policy, peak in peaks.items():
         print(f"measured matmul peak ({policy}): {peak / 1e9:.0f} GFLOP/s")
     print(
-        "model                          policy          jit batch augment  train img/s  infer img/s  GFLOP/img",
-        end="",
+        f"{'model':<30} {'policy':<15} jit batch augment  train img/s  infer img/s  GFLOP/img"
+        "  % peak"
     )
-    print("  % peak")
     for model, policy, jit, batch, augment in itertools.product(
         args.models, args.policies, args.jit, args.batch_sizes, args.augment
     ):

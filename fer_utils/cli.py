@@ -9,8 +9,23 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from fer_utils.config import project_root
-from fer_utils.data import DataError, load_fer2013
+from fer_utils.data import DataError, find_data, load_fer2013
+from fer_utils.inference import MediaError, ModelError
+from fer_utils.inference.faces import DETECTORS
+
+SAMPLE_CSV = project_root() / "data" / "sample" / "fer2013_sample.csv.gz"
+
+
+def has_data() -> bool:
+    """Whether FER2013 is found the usual way ($FER2013_PATH, then data/)."""
+    try:
+        find_data()
+    except DataError:
+        return False
+    return True
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +114,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         class_weighting=args.class_weights,
         label_smoothing=args.label_smoothing,
         augment=args.augment,
-        soft_targets="ferplus" if args.ferplus_soft else "none",
+        soft_targets="teacher" if args.teacher else "ferplus" if args.ferplus_soft else "none",
+        teacher=args.teacher,
         clean=args.clean,
         patience=args.patience,
         policy=args.policy,
@@ -119,6 +135,68 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"balanced {metrics['balanced_accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
         )
     print(f"model: {done.model_path}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from fer_utils.inference import load_classifier, predict_sources
+    from fer_utils.inference.predict import write_rows
+
+    classifier = load_classifier(args.model)
+    rows = predict_sources(
+        args.paths, classifier, args.detector, args.margin, args.min_face, args.every,
+        args.max_frames, args.annotate,
+    )  # fmt: skip
+    if args.out:
+        with open(args.out, "w", newline="") as out:
+            counts = write_rows(rows, out, args.format)
+    else:
+        counts = write_rows(rows, sys.stdout, args.format)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    print(f"{classifier.path.name}: {summary or 'nothing to predict'}", file=sys.stderr)
+
+
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from fer_utils import ensemble as ens
+    from fer_utils.training import command_line
+
+    validation = ens.load_split(args.runs, ens.SELECTION_SPLIT)
+    methods = {
+        "greedy": lambda v: ens.greedy_selection(v)[0], "weights": ens.fit_weights,
+        "uniform": ens.uniform,
+    }  # fmt: skip
+    chosen = methods[args.method](validation)
+    record = ens.record_ensemble(chosen, args.name, validation, command_line())
+    print(f"{args.name}: members {chosen.describe()}")
+    for split, values in record["metrics"].items():
+        print(f"  {split:<11} accuracy {values['accuracy']:.4f}  balanced "
+              f"{values['balanced_accuracy']:.4f}  macro-F1 {values['macro_f1']:.4f}")  # fmt: skip
+    if args.teacher_out:
+        train = _load(args).split("Training")
+        models = ens.load_member_models(chosen.names)
+        path = ens.write_teacher(chosen, models, train, Path(args.teacher_out))
+        print(f"teacher targets for {len(train)} Training faces: {path}")
+
+
+def _test_faces(data: str | None) -> np.ndarray:
+    """PrivateTest faces of ``data`` (or of the found data; else of the bundled sample)."""
+    if data is None and not has_data():
+        print("no FER2013 data found: checking on the bundled sample", file=sys.stderr)
+        data = str(SAMPLE_CSV)
+    return load_fer2013(data).split("PrivateTest").images
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from fer_utils.inference import load_classifier
+    from fer_utils.inference.export import export_model, max_difference
+
+    keras_model = load_classifier(args.model)
+    out = export_model(keras_model.path, args.out, args.format)
+    print(f"{args.format}: {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    faces = _test_faces(args.data)
+    difference = max_difference(keras_model, out, faces)
+    print(f"largest |difference| from Keras on {len(faces)} PrivateTest faces: {difference:.2e}")
+    if difference > 1e-4:
+        raise ModelError(f"{out} differs from the Keras model by {difference:.2e} (> 1e-4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--augment", default="basic", choices=["none", "basic", "erasing", "mixup"])
     p.add_argument("--ferplus-soft", action="store_true", help="train on FER+ vote distributions")
+    p.add_argument("--teacher", help="distil: .npz of teacher probabilities (fer ensemble)")
     p.add_argument("--clean", action="store_true", help="train on cleaned Training data")
     p.add_argument("--patience", type=int, default=10, help="early stopping on PublicTest")
     p.add_argument("--policy", default="float32", choices=["float32", "mixed_bfloat16"])
@@ -176,19 +255,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser(
+        "ensemble", help="soft-voting ensemble of trained runs, chosen on PublicTest"
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run names with results/predictions")
+    p.add_argument("--method", default="greedy", choices=["greedy", "weights", "uniform"])
+    p.add_argument("--name", default="ensemble", help="run name of the ensemble's results")
+    p.add_argument("--teacher-out", help="also write its Training probabilities (for --teacher)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("predict", help="emotions of the faces in images, folders, videos, webcams")
+    _add_predict_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a .keras model to ONNX or TFLite and check it")
+    p.add_argument("--model", help="a .keras model (default: models/default.keras or $FER_MODEL)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "litert"])
+    p.add_argument("--out", help="default: the model's name with .onnx / .tflite")
+    p.add_argument("--data", help="FER2013 for the check (default: $FER2013_PATH, data/, sample)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("results-table", help="regenerate the README results table from results/")
     p.add_argument("--readme", default=str(project_root() / "README.md"))
     p.set_defaults(func=cmd_results_table)
     return parser
 
 
+def _add_predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH",
+        help="image, folder (recursive), video, or webcam index (0, 1, ...)",
+    )  # fmt: skip
+    p.add_argument(
+        "--model", help="a .keras / .onnx / .tflite model (default: models/default.keras)"
+    )
+    p.add_argument(
+        "--detector", default="haar", choices=DETECTORS,
+        help="haar: fast; mtcnn: finds more faces; none: the inputs are face crops",
+    )  # fmt: skip
+    p.add_argument("--margin", type=float, default=0.15, help="crop margin, fraction of the box")
+    p.add_argument("--min-face", type=int, default=30, help="smallest face to detect, pixels")
+    p.add_argument("--every", type=int, default=1, help="videos: use every N-th frame")
+    p.add_argument("--max-frames", type=int, help="videos and webcams: stop after N frames")
+    p.add_argument("--format", default="csv", choices=["csv", "json", "jsonl"])
+    p.add_argument("--out", help="write the rows here (default: standard output)")
+    p.add_argument("--annotate", metavar="FOLDER", help="write annotated images / videos here")
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """The ``fer-predict`` console script: ``fer-predict PATH...`` = ``fer predict PATH...``."""
+    return main(["predict", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a data problem prints its message (no traceback) and returns 2."""
+    """Run one command; a data, model or media problem prints its message (no traceback) and
+    returns 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         args.func(args)
-    except DataError as error:
+    except (DataError, ModelError, MediaError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -32,6 +32,18 @@ def metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | 
     }
 
 
+def bootstrap_mean_ci(
+    values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of ``values`` (one per face)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     labels: np.ndarray,
     predicted: np.ndarray,
@@ -40,12 +52,8 @@ def bootstrap_ci(
     seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the accuracy (resampling faces)."""
-    correct = (np.asarray(labels) == np.asarray(predicted)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    means = correct[rng.integers(0, len(correct), (n_boot, len(correct)))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    correct = np.asarray(labels) == np.asarray(predicted)
+    return bootstrap_mean_ci(correct, n_boot, level, seed)
 
 
 def per_class_report(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
@@ -84,12 +92,14 @@ def tta_views(faces: np.ndarray, shifts=TTA_SHIFTS, flip: bool = True) -> list[n
     return views
 
 
-def predict(model, faces: np.ndarray, tta: bool = False, batch_size: int = 512) -> np.ndarray:
+def predict(
+    model, faces: np.ndarray, tta: bool = False, batch_size: int = 512, shifts=TTA_SHIFTS
+) -> np.ndarray:
     """Class probabilities (N, 7) of a self-contained model for uint8 or float faces; with
-    ``tta`` the mean over :func:`tta_views`."""
+    ``tta`` the mean over :func:`tta_views` (``shifts``, each also mirrored)."""
     x = np.asarray(faces, dtype=np.float32)
     x = x[..., None] if x.ndim == 3 else x
-    views = tta_views(x) if tta else [x]
+    views = tta_views(x, shifts) if tta else [x]
     return np.mean([model.predict(v, batch_size=batch_size, verbose=0) for v in views], axis=0)
 
 
@@ -101,3 +111,14 @@ def most_confident_mistakes(
     wrong = np.flatnonzero(predicted != labels)
     confidence = probabilities[wrong, predicted[wrong]]
     return wrong[np.argsort(-confidence)[:k]]
+
+
+def example_per_class(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """For each emotion, the index of its first correctly classified face (else its first)."""
+    right = probabilities.argmax(axis=1) == labels
+    chosen = []
+    for k in range(len(EMOTIONS)):
+        of_class = np.flatnonzero(labels == k)
+        correct = of_class[right[of_class]]
+        chosen.append(int((correct if len(correct) else of_class)[0]))
+    return np.array(chosen)

@@ -62,14 +62,34 @@ def class_weights(labels: np.ndarray) -> np.ndarray:
     return compute_class_weight("balanced", classes=classes, y=labels)
 
 
-def targets(dataset: Dataset, soft: str = "none") -> np.ndarray:
-    """Training targets, float32 (N, 7): one-hot labels, or with ``soft="ferplus"`` the FER+
-    vote distribution (one-hot where FER+ has no vote for any of the 7 classes)."""
+SOFT_TARGETS = ("none", "ferplus", "teacher")
+
+
+def teacher_targets(dataset: Dataset, teacher: str | Path) -> np.ndarray:
+    """Knowledge-distillation targets: the mean of the one-hot label and the teacher's
+    probabilities, stored as ``source_index`` + ``probabilities`` in an .npz file."""
+    with np.load(teacher) as stored:
+        rows = {int(i): k for k, i in enumerate(stored["source_index"])}
+        missing = [int(i) for i in dataset.source_index if int(i) not in rows]
+        if missing:
+            raise ValueError(f"{teacher} has no teacher probabilities for {len(missing)} rows")
+        probabilities = stored["probabilities"][[rows[int(i)] for i in dataset.source_index]]
+    return 0.5 * probabilities.astype(np.float32) + 0.5 * np.eye(N_CLASSES)[dataset.labels]
+
+
+def targets(dataset: Dataset, soft: str = "none", teacher: str | Path | None = None) -> np.ndarray:
+    """Training targets, float32 (N, 7): one-hot labels; with ``soft="ferplus"`` the FER+
+    vote distribution (one-hot where FER+ has no vote for any of the 7 classes); with
+    ``soft="teacher"`` :func:`teacher_targets` of the ``teacher`` file."""
     one_hot = np.eye(N_CLASSES, dtype=np.float32)[dataset.labels]
     if soft == "none":
         return one_hot
+    if soft == "teacher":
+        if teacher is None:
+            raise ValueError("soft targets 'teacher' need a teacher file (--teacher)")
+        return teacher_targets(dataset, teacher).astype(np.float32)
     if soft != "ferplus":
-        raise ValueError(f"soft targets must be 'none' or 'ferplus', not {soft!r}")
+        raise ValueError(f"soft targets must be one of {SOFT_TARGETS}, not {soft!r}")
     if dataset.ferplus is None:
         raise ValueError("FER+ soft targets need fer2013new.csv beside the data (FERPLUS_PATH)")
     votes = dataset.ferplus.soft_labels()
@@ -155,7 +175,8 @@ class TrainConfig:
     class_weighting: bool = False
     label_smoothing: float = 0.0
     augment: str = "basic"
-    soft_targets: str = "none"  # none | ferplus
+    soft_targets: str = "none"  # none | ferplus | teacher
+    teacher: str | None = None  # .npz of teacher probabilities (soft_targets="teacher")
     clean: bool = False
     patience: int = 10
     policy: str = "float32"  # mixed_bfloat16 pays only on CPUs with AVX-512 BF16 / AMX
@@ -241,7 +262,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(config.model, policy=config.policy, **config.model_kwargs)
-    y = targets(train_set, config.soft_targets)
+    y = targets(train_set, config.soft_targets, config.teacher)
     weights = None
     if config.class_weighting and config.loss == "ce":
         weights = class_weights(train_set.labels)[train_set.labels]

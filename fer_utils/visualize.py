@@ -193,3 +193,73 @@ def mistakes(
         for i in indices
     ]
     return face_grid(images[indices], titles, ncols=ncols, save=save)
+
+
+def grouped_bars(
+    table: pd.DataFrame, title: str, ylabel: str, save: str | None = None
+) -> plt.Figure:
+    """One group of bars per row of ``table`` (e.g. emotions), one bar per column (e.g. models)."""
+    long = table.rename_axis("row").reset_index().melt(id_vars="row", var_name="series")
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(table)), 3.8))
+    sns.barplot(long, x="row", y="value", hue="series", ax=ax)
+    ax.set(title=title, xlabel="", ylabel=ylabel)
+    ax.legend(fontsize="small", ncols=2)
+    save_figure(fig, save)
+    return fig
+
+
+def lines(table: pd.DataFrame, title: str, ylabel: str, save: str | None = None) -> plt.Figure:
+    """One line with markers per column of ``table`` against its index."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    table.plot(ax=ax, marker="o")
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    save_figure(fig, save)
+    return fig
+
+
+def map_grid(
+    rows: Sequence[np.ndarray],
+    row_titles: Sequence[str],
+    column_titles: Sequence[str] | None = None,
+    under: np.ndarray | None = None,
+    save: str | None = None,
+) -> plt.Figure:
+    """A grid with one row per stack of images (N, 48, 48): the first row as grey faces, the
+    others as heatmaps (each image scaled to its own range), drawn over the faces ``under``
+    when given."""
+    n = len(rows[0])
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n + 1.2, 1.3 * len(rows)), squeeze=False)
+    for r, (stack, title) in enumerate(zip(rows, row_titles, strict=True)):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.imshow(stack[c], cmap="gray", vmin=0, vmax=255)
+            else:
+                if under is not None:
+                    ax.imshow(under[c], cmap="gray", vmin=0, vmax=255)
+                ax.imshow(stack[c], cmap="jet" if under is not None else "magma",
+                          alpha=0.5 if under is not None else 1.0)  # fmt: skip
+            if r == 0 and column_titles is not None:
+                ax.set_title(column_titles[c], fontsize=8)
+        axes[r, 0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig
+
+
+def region_overlay(
+    face: np.ndarray, regions: dict[str, np.ndarray], save: str | None = None
+) -> plt.Figure:
+    """A face with each facial region's mask outlined in its own colour."""
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(face, cmap="gray", vmin=0, vmax=255)
+    for colour, (name, mask) in zip(sns.color_palette("tab10"), regions.items(), strict=False):
+        ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.5)
+        y, x = np.argwhere(mask).mean(axis=0)
+        ax.text(x, y, name, color=colour, fontsize=7, ha="center", va="center")
+    ax.axis("off")
+    save_figure(fig, save)
+    return fig

@@ -1,0 +1,160 @@
+"""Inference speed and consistency of the default model on this machine.
+
+    python benchmarks/bench_inference.py [--model models/default.keras] [--data FER2013]
+                                         [--images fer2013-images.zip]
+
+Prints: batched throughput (faces/s) for Keras, ONNX and TFLite; single-face latency (median,
+p95); end-to-end latency per 640×480 frame with Haar and MTCNN detection; each detector's recall
+on real FER2013 PrivateTest faces placed in a larger frame; and, with the Kaggle image-folder
+edition (``--images`` or ``$FER2013_IMAGES``), accuracy of the prediction path on its test JPEGs
+next to the csv evaluation of the same faces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import skimage.data
+
+from fer_utils.config import EMOTIONS
+from fer_utils.data import load_fer2013
+from fer_utils.evaluation import metrics
+from fer_utils.inference import load_classifier, make_detector, predict_sources
+from fer_utils.inference.export import export_model
+from fer_utils.inference.faces import crop_faces
+
+
+def latency_ms(fn, repeats: int) -> tuple[float, float]:
+    """Median and 95th percentile of ``fn()`` in milliseconds (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.median(times)), float(np.percentile(times, 95))
+
+
+def throughput(classifier, faces: np.ndarray, batch: int = 256) -> float:
+    """Faces per second, classifying ``faces`` in batches of ``batch``."""
+    classifier(faces[:batch], batch)
+    start = time.perf_counter()
+    classifier(faces, batch)
+    return len(faces) / (time.perf_counter() - start)
+
+
+def test_frame() -> np.ndarray:
+    """A 640×480 BGR frame with one real face (skimage's public-domain astronaut photo)."""
+    photo = cv2.resize(skimage.data.astronaut()[..., ::-1], (480, 480))
+    return cv2.copyMakeBorder(photo, 0, 0, 80, 80, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+
+
+def detector_recall(detect, faces: np.ndarray, scale: int = 3) -> tuple[float, float]:
+    """Share of ``faces`` found (a box centred inside the face) when each is enlarged ×``scale``
+    and set in the middle of a grey frame twice its size, and milliseconds per frame."""
+    found, seconds = 0, 0.0
+    side = faces.shape[1] * scale
+    for face in faces:
+        big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+        frame = cv2.copyMakeBorder(big, side // 2, side // 2, side // 2, side // 2,
+                                   cv2.BORDER_CONSTANT, value=128)  # fmt: skip
+        start = time.perf_counter()
+        boxes = detect(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        seconds += time.perf_counter() - start
+        lo, hi = side // 2, side // 2 + side
+        found += any(lo <= b.x + b.w / 2 <= hi and lo <= b.y + b.h / 2 <= hi for b in boxes)
+    return found / len(faces), 1000 * seconds / len(faces)
+
+
+def folder_accuracy(images: Path, classifier) -> dict[str, tuple[float, int]]:
+    """Accuracy per split of the prediction path (no detection: the JPEGs are face crops) on
+    the image-folder edition's ``test/<emotion>/<Split>_<id>.jpg`` files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if images.is_file():
+            with zipfile.ZipFile(images) as archive:
+                archive.extractall(tmp)
+            images = Path(tmp)
+        test = next(p for p in (images / "test", images) if p.is_dir())
+        rows = [r for r in predict_sources([str(test)], classifier, "none") if r["status"] == "ok"]
+    result = {}
+    for split in ("PublicTest", "PrivateTest"):
+        mine = [r for r in rows if Path(r["source"]).name.startswith(split)]
+        truth = np.array([EMOTIONS.index(Path(r["source"]).parent.name.lower()) for r in mine])
+        predicted = np.array([EMOTIONS.index(r["label"]) for r in mine])
+        result[split] = (float((truth == predicted).mean()), len(mine))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="default: models/default.keras")
+    parser.add_argument("--data", help="FER2013 (default: $FER2013_PATH, then data/)")
+    parser.add_argument(
+        "--images",
+        default=os.environ.get("FER2013_IMAGES"),
+        help="Kaggle image-folder edition, folder or zip (the test half suffices)",
+    )
+    parser.add_argument("--recall-faces", type=int, default=300)
+    args = parser.parse_args()
+
+    keras_model = load_classifier(args.model)
+    dataset = load_fer2013(args.data)
+    test = dataset.split("PrivateTest")
+    faces = test.images[..., None].astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"keras": keras_model}
+        for fmt, suffix in (("onnx", ".onnx"), ("litert", ".tflite")):
+            out = export_model(keras_model.path, Path(tmp) / f"model{suffix}", fmt)
+            models[fmt] = load_classifier(out)
+        print(f"model: {keras_model.path}   cores: {os.cpu_count()}")
+        print("runtime   faces/s (batch 256)   1 face median ms   p95 ms   max |Δp| vs Keras")
+        reference = keras_model(faces)
+        for name, model in models.items():
+            rate = throughput(model, faces)
+            median, p95 = latency_ms(lambda m=model: m(faces[:1]), 300)
+            delta = np.abs(model(faces) - reference).max()
+            print(f"{name:<9} {rate:>19.0f} {median:>18.2f} {p95:>8.2f} {delta:>19.1e}")
+
+        frame = test_frame()
+        onnx = models["onnx"]
+        print("\nend to end, one 640×480 frame (detect + crop + ONNX classify):")
+        for name in ("haar", "mtcnn"):
+            detect = make_detector(name)
+
+            def step(detect=detect) -> None:
+                found = detect(frame)
+                onnx(crop_faces(frame, found)[..., None].astype(np.float32))
+
+            median, p95 = latency_ms(step, 30)
+            found = len(detect(frame))
+            print(f"  {name:<6} median {median:6.1f} ms   p95 {p95:6.1f} ms   faces {found}")
+
+        print(f"\ndetector recall on {args.recall_faces} real PrivateTest faces (×3, on grey):")
+        rng = np.random.default_rng(0)
+        sample = test.images[rng.choice(len(test), args.recall_faces, replace=False)]
+        for name in ("haar", "mtcnn"):
+            recall, ms = detector_recall(make_detector(name, min_face=40), sample)
+            print(f"  {name:<6} recall {recall:6.1%}   {ms:6.1f} ms per frame")
+
+    if args.images:
+        print(f"\nconsistency with the csv ({args.images}):")
+        for split, (accuracy, n) in folder_accuracy(Path(args.images), keras_model).items():
+            part = dataset.split(split)
+            csv_acc = metrics(part.labels, keras_model(part.images))["accuracy"]
+            print(
+                f"  {split:<11} JPEG files {accuracy:.4f} (n={n})   csv {csv_acc:.4f} "
+                f"(n={len(part)})   difference {100 * (accuracy - csv_acc):+.2f} points"
+            )
+    else:
+        print("\n(no --images / $FER2013_IMAGES: consistency check skipped)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Ensembles of trained models, built from their saved probabilities (``results/predictions``).
+
+Members and weights are chosen on PublicTest only. That is enforced, not merely intended: the
+fitting functions take a :class:`SplitPredictions`, which holds one split, and refuse any split
+but PublicTest; PrivateTest is loaded separately, only to evaluate an ensemble already fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import softmax
+
+from fer_utils.config import results_dir
+from fer_utils.evaluation import metrics
+
+SELECTION_SPLIT = "PublicTest"
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    """One split's labels and every member's probabilities (members × N × 7)."""
+
+    split: str
+    labels: np.ndarray
+    names: tuple[str, ...]
+    probabilities: np.ndarray
+
+    def member(self, name: str) -> np.ndarray:
+        return self.probabilities[self.names.index(name)]
+
+
+def load_split(run_names: Sequence[str], split: str) -> SplitPredictions:
+    """Read ``split`` (and nothing else) from ``results/predictions/<run>.npz`` of each run."""
+    labels, probabilities = None, []
+    for name in run_names:
+        path = results_dir() / "predictions" / f"{name}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no predictions for run {name!r}; train it first")
+        with np.load(path) as stored:
+            if f"{split}_probabilities" not in stored:
+                raise KeyError(f"{path} has no {split} predictions")
+            member_labels = stored[f"{split}_labels"].astype(np.int64)
+            probabilities.append(stored[f"{split}_probabilities"].astype(np.float64))
+        if labels is not None and not np.array_equal(labels, member_labels):
+            raise ValueError(f"{name}: its {split} labels differ from the other members' (data?)")
+        labels = member_labels
+    return SplitPredictions(split, labels, tuple(run_names), np.stack(probabilities))
+
+
+def soft_vote(probabilities: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted mean of members' probabilities (members × N × 7) → (N × 7)."""
+    weights = np.ones(len(probabilities)) if weights is None else np.asarray(weights, float)
+    return np.tensordot(weights / weights.sum(), probabilities, axes=1)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Members with their voting weights (summing to 1)."""
+
+    names: tuple[str, ...]
+    weights: np.ndarray
+
+    def predict(self, data: SplitPredictions) -> np.ndarray:
+        """The ensemble's probabilities on ``data`` (which must hold every member)."""
+        members = np.stack([data.member(n) for n in self.names])
+        return soft_vote(members, self.weights)
+
+    def describe(self) -> dict[str, float]:
+        return {n: round(float(w), 4) for n, w in zip(self.names, self.weights, strict=True)}
+
+
+def _require_selection_split(data: SplitPredictions) -> None:
+    if data.split != SELECTION_SPLIT:
+        raise ValueError(
+            f"ensemble members and weights are chosen on {SELECTION_SPLIT} only, not on "
+            f"{data.split}: PrivateTest is for the final number"
+        )
+
+
+def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+
+
+def uniform(validation: SplitPredictions) -> Ensemble:
+    """Plain soft voting of every member (nothing is fitted, but the split is still checked)."""
+    _require_selection_split(validation)
+    return Ensemble(validation.names, np.full(len(validation.names), 1 / len(validation.names)))
+
+
+def fit_weights(validation: SplitPredictions) -> Ensemble:
+    """Weights on the simplex minimising PublicTest log-loss (softmax-parameterised, L-BFGS)."""
+    _require_selection_split(validation)
+    labels, members = validation.labels, validation.probabilities
+
+    def loss(logits: np.ndarray) -> float:
+        return _log_loss(labels, soft_vote(members, softmax(logits)))
+
+    best = minimize(loss, np.zeros(len(members)), method="L-BFGS-B")
+    return Ensemble(validation.names, softmax(best.x))
+
+
+def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[Ensemble, list]:
+    """Forward selection with replacement (Caruana et al., 2004): add, ``rounds`` times, the
+    member whose addition gives the best PublicTest accuracy (log-loss breaks ties); weights
+    are how often each was picked. Also returns the order in which members were first picked."""
+    _require_selection_split(validation)
+    labels, members = validation.labels, validation.probabilities
+    counts = np.zeros(len(members))
+    order: list[str] = []
+    for _ in range(rounds):
+        scores = []
+        for k in range(len(members)):
+            trial = soft_vote(members, counts + np.eye(len(members))[k])
+            scores.append((metrics(labels, trial)["accuracy"], -_log_loss(labels, trial)))
+        pick = max(range(len(members)), key=scores.__getitem__)
+        counts[pick] += 1
+        if validation.names[pick] not in order:
+            order.append(validation.names[pick])
+    chosen = counts > 0
+    names = tuple(n for n, c in zip(validation.names, chosen, strict=True) if c)
+    return Ensemble(names, counts[chosen] / counts.sum()), order
+
+
+def accuracy_by_size(
+    order: Sequence[str], validation: SplitPredictions, test: SplitPredictions
+) -> list[dict]:
+    """Accuracy of the uniform vote of the first 1, 2, … members of ``order`` (an order chosen
+    on PublicTest), on PublicTest and on ``test``."""
+    _require_selection_split(validation)
+    rows = []
+    for size in range(1, len(order) + 1):
+        names = tuple(order[:size])
+        ensemble = Ensemble(names, np.full(size, 1 / size))
+        rows.append({
+            "members": size,
+            validation.split: metrics(validation.labels, ensemble.predict(validation))["accuracy"],
+            test.split: metrics(test.labels, ensemble.predict(test))["accuracy"],
+        })  # fmt: skip
+    return rows
+
+
+def record_ensemble(
+    ensemble: Ensemble, run_name: str, validation: SplitPredictions, command: str
+) -> dict:
+    """Evaluate a fixed ensemble on PublicTest and, once, on PrivateTest (loaded here, after
+    selection), and write it as ``results/<run_name>.json`` + predictions like any model."""
+    import json
+
+    from fer_utils.results import write_run
+
+    _require_selection_split(validation)
+    test = load_split(ensemble.names, "PrivateTest")
+    records = [json.loads((results_dir() / f"{n}.json").read_text()) for n in ensemble.names]
+    predictions = {
+        s.split: (s.labels, ensemble.predict(s)) for s in (validation, test)
+    }  # fmt: skip
+    path = write_run(
+        run_name, f"ensemble of {len(ensemble.names)}", command, records[0]["profile"],
+        records[0]["data_sha256"], sum(r["train_seconds"] for r in records), predictions,
+        {"members": ensemble.describe()},
+    )  # fmt: skip
+    return json.loads(path.read_text())
+
+
+def member_runs(profile: str) -> list[str]:
+    """Every saved run of ``profile`` that can be a member (not an ensemble or a student)."""
+    from fer_utils.results import load_runs
+
+    runs = load_runs()
+    if runs.empty:
+        return []
+    names = runs[runs.profile == profile].run_name
+    return sorted(n for n in names if not n.startswith(("ensemble", "student")))
+
+
+def _model_path(name: str) -> Path:
+    from fer_utils.config import models_dir
+
+    return models_dir() / f"{name.removesuffix('-tta')}.keras"
+
+
+def has_model(name: str) -> bool:
+    """Whether a member's model file exists (``-tta`` runs share their plain run's model)."""
+    return _model_path(name).is_file()
+
+
+def load_member_models(names: Sequence[str]) -> dict:
+    """The saved models (``models/<run>.keras``) of ensemble members, by plain run name."""
+    import keras
+
+    models = {}
+    for name in names:
+        path = _model_path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the member's model is needed; retrain it first")
+        if path.stem not in models:
+            models[path.stem] = keras.saving.load_model(path, safe_mode=True)
+    return models
+
+
+def teacher_probabilities(ensemble: Ensemble, models: dict, faces: np.ndarray) -> np.ndarray:
+    """The ensemble's probabilities for new ``faces`` (e.g. the Training split, as soft targets
+    for a distilled student), from its members' models; ``-tta`` members predict with TTA."""
+    from fer_utils.evaluation import predict
+
+    members = [
+        predict(models[n.removesuffix("-tta")], faces, tta=n.endswith("-tta"))
+        for n in ensemble.names
+    ]
+    return soft_vote(np.stack(members), ensemble.weights).astype(np.float32)
+
+
+def write_teacher(ensemble: Ensemble, models: dict, train, path: Path) -> Path:
+    """Save the ensemble's probabilities on ``train`` (a Dataset) with each row's source index:
+    the file that ``TrainConfig(soft_targets="teacher", teacher=path)`` reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probabilities = teacher_probabilities(ensemble, models, train.images)
+    np.savez_compressed(path, source_index=train.source_index, probabilities=probabilities)
+    return path
+
+
+def speed_comparison(ensemble: Ensemble, models: dict, student, faces: np.ndarray) -> pd.DataFrame:
+    """Faces per second of the ensemble (every member, with its TTA) and of one student model."""
+    import time
+
+    from fer_utils.evaluation import predict
+
+    runs = {
+        "ensemble": lambda: teacher_probabilities(ensemble, models, faces),
+        "student": lambda: predict(student, faces),
+    }
+    rows = []
+    for name, run in runs.items():
+        run()  # warm up
+        start = time.perf_counter()
+        run()
+        rows.append({"model": name, "faces_per_second": len(faces) / (time.perf_counter() - start)})
+    return pd.DataFrame(rows).set_index("model").round(0)
+
+
+def agreement(data: SplitPredictions) -> pd.DataFrame:
+    """Share of faces on which each pair of members predicts the same emotion."""
+    predicted = data.probabilities.argmax(axis=2)
+    shares = (predicted[:, None, :] == predicted[None, :, :]).mean(axis=2)
+    return pd.DataFrame(shares, index=list(data.names), columns=list(data.names))
+
+
+def member_table(test: SplitPredictions, ensembles: dict[str, Ensemble]) -> pd.DataFrame:
+    """Accuracy (with its 95 % bootstrap interval), balanced accuracy and macro-F1 on ``test``
+    of every member and every (already fixed) ensemble."""
+    from fer_utils.evaluation import bootstrap_ci
+
+    candidates = {n: test.member(n) for n in test.names}
+    candidates |= {name: e.predict(test) for name, e in ensembles.items()}
+    rows = []
+    for name, probs in candidates.items():
+        low, high = bootstrap_ci(test.labels, probs.argmax(1))
+        rows.append({"model": name, **metrics(test.labels, probs), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows).set_index("model").drop(columns="n").round(4)

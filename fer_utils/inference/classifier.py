@@ -1,0 +1,121 @@
+"""A saved emotion model (Keras ``.keras``, ONNX or TFLite) behind one call: faces in,
+probabilities out."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fer_utils.config import EMOTIONS, IMAGE_SIZE, project_root
+
+DEFAULT_MODEL = "default.keras"
+
+
+class ModelError(ValueError):
+    """A model file that is missing, unreadable or not a FER2013 emotion model."""
+
+
+def default_model_path() -> Path:
+    """``$FER_MODEL`` if set, else the committed ``models/default.keras``."""
+    return Path(os.environ.get("FER_MODEL") or project_root() / "models" / DEFAULT_MODEL)
+
+
+@dataclass
+class Classifier:
+    """``classifier(faces)``: grey faces (N, 48, 48, 1) float32 in 0–255 → (N, 7) softmax."""
+
+    path: Path
+    kind: str  # keras | onnx | tflite
+    run: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        faces = np.asarray(faces, np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
+        if len(faces) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        parts = [self.run(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]
+        return np.concatenate(parts).astype(np.float32)
+
+
+def _check_shapes(path: Path, inputs: tuple, outputs: tuple) -> None:
+    expected_in = (IMAGE_SIZE, IMAGE_SIZE, 1)
+    if tuple(inputs[1:]) != expected_in or outputs[-1] != len(EMOTIONS):
+        raise ModelError(
+            f"{path}: takes inputs {tuple(inputs)} and gives outputs {tuple(outputs)}; an emotion "
+            f"model takes grey faces (N, 48, 48, 1) and gives 7 probabilities. Pass a model "
+            f"trained by this project (python -m fer_utils train) or exported from one."
+        )
+
+
+def _load_keras(path: Path) -> Classifier:
+    import keras
+
+    if not zipfile.is_zipfile(path):
+        raise ModelError(
+            f"{path} is not a Keras model file (a .keras file is a zip archive; this one is "
+            f"truncated or something else). Download or export it again."
+        )
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for broken archives; report them as one
+        raise ModelError(
+            f"{path} could not be loaded as a Keras model ({type(error).__name__}: {error}). "
+            f"Re-save it with model.save('model.keras') from Keras 3."
+        ) from error
+    _check_shapes(path, model.input_shape, model.output_shape)
+    return Classifier(path, "keras", lambda x: np.asarray(model.predict_on_batch(x)))
+
+
+def _load_onnx(path: Path) -> Classifier:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's errors are pybind types without a common base
+        raise ModelError(
+            f"{path} could not be loaded as an ONNX model ({error}). Export it again with "
+            f"python -m fer_utils export."
+        ) from error
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    _check_shapes(path, tuple(inp.shape), tuple(out.shape))
+    return Classifier(path, "onnx", lambda x: session.run([out.name], {inp.name: x})[0])
+
+
+def _load_tflite(path: Path) -> Classifier:
+    import tensorflow as tf
+
+    try:
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    except Exception as error:  # the interpreter raises bare ValueError/RuntimeError
+        raise ModelError(f"{path} could not be loaded as a TFLite model ({error}).") from error
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    _check_shapes(path, tuple(inp["shape"]), tuple(out["shape"]))
+
+    def run(faces: np.ndarray) -> np.ndarray:
+        interpreter.resize_tensor_input(inp["index"], faces.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], faces)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+
+    return Classifier(path, "tflite", run)
+
+
+def load_classifier(path: str | Path | None = None) -> Classifier:
+    """Load ``path`` (``.keras``, ``.onnx`` or ``.tflite``; default
+    :func:`default_model_path`), checking that it is an emotion model. Keras files load in
+    safe mode (no arbitrary code)."""
+    path = Path(path) if path else default_model_path()
+    if not path.is_file():
+        raise ModelError(
+            f"model file not found: {path}. Use the committed models/default.keras, train one "
+            f"with python -m fer_utils train, or pass --model FILE."
+        )
+    loaders = {".keras": _load_keras, ".onnx": _load_onnx, ".tflite": _load_tflite}
+    if path.suffix.lower() not in loaders:
+        raise ModelError(f"{path}: a model must be a .keras, .onnx or .tflite file")
+    return loaders[path.suffix.lower()](path)

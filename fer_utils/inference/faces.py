@@ -1,0 +1,110 @@
+"""Face detection (OpenCV Haar cascade, MTCNN, or none for ready-cropped faces) and cropping
+to the 48×48 grey faces the models take."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fer_utils.config import IMAGE_SIZE
+
+DETECTORS = ("haar", "mtcnn", "none")
+DETECT_MAX_SIDE = 1280  # detection runs on a copy no larger than this; boxes map back
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: box in pixels of the original image and the detector's score."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+
+Detector = Callable[[np.ndarray], list[Face]]  # BGR uint8 image → faces
+
+
+def _downscaled(image: np.ndarray) -> tuple[np.ndarray, float]:
+    scale = min(1.0, DETECT_MAX_SIDE / max(image.shape[:2]))
+    if scale == 1.0:
+        return image, 1.0
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
+def _rescaled(faces: list[Face], scale: float) -> list[Face]:
+    if scale == 1.0:
+        return faces
+    return [Face(*(round(v / scale) for v in (f.x, f.y, f.w, f.h)), score=f.score) for f in faces]
+
+
+def haar_detector(min_face: int = 30) -> Detector:
+    """OpenCV's frontal-face Haar cascade (ships inside opencv-python-headless 4.x): fast,
+    misses turned and tilted faces."""
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+    def detect(image: np.ndarray) -> list[Face]:
+        small, scale = _downscaled(image)
+        grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+        boxes, _, weights = cascade.detectMultiScale3(
+            grey, scaleFactor=1.2, minNeighbors=5, minSize=(min_face, min_face),
+            outputRejectLevels=True,
+        )  # fmt: skip
+        faces = [Face(*map(int, b), score=float(s)) for b, s in zip(boxes, weights, strict=True)]
+        return _rescaled(faces, scale)
+
+    return detect
+
+
+def mtcnn_detector(min_face: int = 30, min_confidence: float = 0.9) -> Detector:
+    """MTCNN (the ``mtcnn`` package; its weights ship in the wheel): slower, finds more faces."""
+    from mtcnn import MTCNN
+
+    mtcnn = MTCNN()  # all three stages: the last one (ONet) refines the boxes
+
+    def detect(image: np.ndarray) -> list[Face]:
+        small, scale = _downscaled(image)
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        # (its min_face_size argument breaks detection in mtcnn 1.0.0: filter sizes afterwards)
+        faces = [
+            Face(*map(int, f["box"]), score=float(f["confidence"]))
+            for f in mtcnn.detect_faces(rgb)
+            if f["confidence"] >= min_confidence and min(f["box"][2:]) / scale >= min_face
+        ]
+        return _rescaled(faces, scale)
+
+    return detect
+
+
+def whole_image(image: np.ndarray) -> list[Face]:
+    """No detection: the image is already a face crop (e.g. the Kaggle image-folder edition)."""
+    return [Face(0, 0, image.shape[1], image.shape[0], 1.0)]
+
+
+def make_detector(name: str, min_face: int = 30) -> Detector:
+    """``haar`` | ``mtcnn`` | ``none`` (see :data:`DETECTORS`)."""
+    if name == "haar":
+        return haar_detector(min_face)
+    if name == "mtcnn":
+        return mtcnn_detector(min_face)
+    if name == "none":
+        return whole_image
+    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+
+
+def crop_faces(image: np.ndarray, faces: list[Face], margin: float = 0.15) -> np.ndarray:
+    """Square grey crops around ``faces``, widened by ``margin`` of the box on each side (FER2013
+    faces include some forehead and chin), edge pixels replicated where the square leaves the
+    image, resized to (N, 48, 48) uint8."""
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    crops = np.empty((len(faces), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    for i, f in enumerate(faces):
+        side = max(1, round(max(f.w, f.h) * (1 + 2 * margin)))
+        centre = (f.x + f.w / 2 - 0.5, f.y + f.h / 2 - 0.5)
+        patch = cv2.getRectSubPix(grey, (side, side), centre)
+        crops[i] = cv2.resize(patch, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+    return crops

@@ -1,0 +1,107 @@
+"""Ensembles: voting arithmetic, selection that cannot see PrivateTest, and TTA."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from fer_utils import ensemble as ens
+from fer_utils.config import results_dir
+from fer_utils.evaluation import metrics, predict
+from fer_utils.results import write_run
+
+
+def one_hot(labels: list[int], confidence: float = 0.9) -> np.ndarray:
+    """Probabilities that put ``confidence`` on each label and spread the rest evenly."""
+    probs = np.full((len(labels), 7), (1 - confidence) / 6)
+    probs[np.arange(len(labels)), labels] = confidence
+    return probs
+
+
+def save_member(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    (results_dir() / "predictions").mkdir(parents=True, exist_ok=True)
+    write_run(name, "toy", "test", "cpu", "sha", 1.0, splits)
+
+
+@pytest.fixture
+def three_members() -> tuple[list[int], dict[str, np.ndarray]]:
+    """Five faces, three members each right on a different three of them."""
+    labels = [0, 1, 2, 3, 4]
+    members = {
+        "a": one_hot([0, 1, 2, 0, 0], 0.6),  # right on faces 0, 1, 2
+        "b": one_hot([1, 1, 2, 3, 1], 0.5),  # right on 1, 2, 3
+        "c": one_hot([0, 2, 0, 3, 4], 0.4),  # right on 0, 3, 4
+    }
+    return labels, members
+
+
+def test_soft_vote_of_identical_members_equals_the_member(three_members):
+    _, members = three_members
+    same = np.stack([members["a"]] * 4)
+    np.testing.assert_allclose(ens.soft_vote(same), members["a"])
+    np.testing.assert_allclose(ens.soft_vote(same, [0.1, 0.2, 0.3, 0.4]), members["a"])
+
+
+def test_three_model_toy_case_gives_the_hand_computed_accuracy(three_members):
+    labels, members = three_members
+    for name, probs in members.items():
+        save_member(name, {"PublicTest": (labels, probs), "PrivateTest": (labels, probs)})
+    validation = ens.load_split(["a", "b", "c"], "PublicTest")
+    vote = ens.uniform(validation).predict(validation)
+    # By hand, the mean probability per face: face 0: class 0 gets (0.6+0.1+0.4)/3 (a, c) vs
+    # class 1 (0.08+0.5+0.1)/3 → 0 ✓; face 1: class 1 from a and b → ✓; face 2: class 2
+    # from a and b → ✓; face 3: a says 0 (0.6), b and c say 3 (0.5, 0.4) → 3 ✓; face 4: a says
+    # 0 (0.6), b says 1 (0.5), c says 4 (0.4) → 0 ✗. So 4 of 5 right.
+    assert metrics(np.array(labels), vote)["accuracy"] == pytest.approx(0.8)
+    assert vote.argmax(1).tolist() == [0, 1, 2, 3, 0]
+
+
+def test_selection_never_reads_private_test(three_members):
+    labels, members = three_members
+    for name, probs in members.items():  # no PrivateTest predictions exist at all
+        save_member(name, {"PublicTest": (labels, probs)})
+    validation = ens.load_split(["a", "b", "c"], "PublicTest")
+    fitted = [ens.uniform(validation), ens.fit_weights(validation)]
+    fitted.append(ens.greedy_selection(validation)[0])
+    assert all(abs(e.weights.sum() - 1) < 1e-9 for e in fitted)
+    with pytest.raises(KeyError, match="no PrivateTest predictions"):
+        ens.load_split(["a"], "PrivateTest")
+    private = ens.SplitPredictions("PrivateTest", np.array(labels), ("a",), members["a"][None])
+    for fit in (ens.uniform, ens.fit_weights, ens.greedy_selection):
+        with pytest.raises(ValueError, match="chosen on PublicTest only"):
+            fit(private)
+
+
+def test_selection_prefers_the_better_member_and_records_the_ensemble(three_members):
+    labels, members = three_members
+    rng = np.random.default_rng(0)
+    noise = rng.dirichlet(np.ones(7), len(labels))  # a member that knows nothing
+    splits = {s: (labels, members["a"]) for s in ("PublicTest", "PrivateTest")}
+    save_member("good", splits)
+    save_member("noise", {s: (labels, noise) for s in ("PublicTest", "PrivateTest")})
+    validation = ens.load_split(["good", "noise"], "PublicTest")
+    chosen, order = ens.greedy_selection(validation)
+    assert order[0] == "good" and chosen.describe().get("good", 0) > 0.5
+    assert ens.fit_weights(validation).describe()["good"] > 0.5
+    record = ens.record_ensemble(chosen, "toy-ensemble", validation, "test")
+    stored = json.loads((results_dir() / "toy-ensemble.json").read_text())
+    assert stored["metrics"] == record["metrics"]
+    assert record["metrics"]["PrivateTest"]["accuracy"] == pytest.approx(0.6)
+
+
+def test_tta_of_a_flip_invariant_model_changes_nothing():
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (16, 48, 48)).astype(np.float32)
+    pooled = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(7, activation="softmax")])  # fmt: skip
+    flat = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                             keras.layers.Dense(7, activation="softmax")])  # fmt: skip
+    flip_only = ((0, 0),)
+    same = predict(pooled, faces, tta=True, shifts=flip_only)
+    np.testing.assert_allclose(same, predict(pooled, faces), atol=1e-5)
+    assert (
+        np.abs(predict(flat, faces, tta=True, shifts=flip_only) - predict(flat, faces)).max() > 1e-3
+    )
