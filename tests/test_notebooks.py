@@ -54,3 +54,42 @@ def test_notebook_02_trains_records_and_plots(tmp_path: Path) -> None:
     assert {"five_layer-ce-e1-quick", "five_layer-focal-e1-quick"} <= records
     figures = {p.stem for p in Path(env["FER_FIGURES"]).glob("*.png")}
     assert {"02_learning_curves", "02_confusion_matrix", "02_confident_mistakes"} <= figures
+
+
+def run_quick(tmp_path: Path, name: str, **parameters) -> tuple[set[str], set[str]]:
+    """Run notebook ``name`` in the quick profile on the sample; its records and figures."""
+    notebook = ROOT / "notebooks" / name
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / notebook.name),
+        parameters={"profile": "quick", "data_path": str(SAMPLE_CSV), **parameters},
+        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
+    )  # fmt: skip
+    records = {p.stem for p in Path(os.environ["FER_RESULTS"]).glob("*.json")}
+    figures = {p.stem for p in Path(os.environ["FER_FIGURES"]).glob("*.png")}
+    return records, figures
+
+
+@pytest.mark.slow
+def test_notebook_05_builds_records_and_distils_an_ensemble(tmp_path: Path) -> None:
+    records, figures = run_quick(tmp_path, "05_ensemble.ipynb")
+    assert {"ensemble-quick", "student-quick", "five_layer-quick-s1"} <= records
+    assert {"05_accuracy_vs_members", "05_member_agreement", "05_ensemble_confusion",
+            "05_per_class_members_vs_ensemble"} <= figures  # fmt: skip
+
+
+@pytest.mark.slow
+def test_notebook_06_draws_filters_and_maps(tmp_path: Path) -> None:
+    _, figures = run_quick(tmp_path, "06_feature_maps_and_filters.ipynb")
+    assert {"06_first_layer_filters", "06_block_activations", "06_class_maximisation",
+            "06_filter_maximisation", "06_filter_regions"} <= figures  # fmt: skip
+
+
+@pytest.mark.slow
+def test_notebook_07_explains_and_measures_faithfulness(tmp_path: Path) -> None:
+    _, figures = run_quick(
+        tmp_path, "07_gradcam_explainability.ipynb", faithfulness_faces=8, lime_samples=50
+    )
+    assert {"07_methods_by_emotion", "07_gradcam_per_class", "07_mistakes_gradcam",
+            "07_faithfulness", "07_region_attention_per_class"} <= figures  # fmt: skip
+    table = Path(os.environ["FER_RESULTS"]) / "faithfulness-quick.csv"
+    assert len(table.read_text().splitlines()) == 1 + 11  # header, 10 methods and random
