@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils.config import project_root
+from fer_utils.config import AUGMENTATIONS, project_root
 from fer_utils.data import DataError, find_data, load_fer2013
 from fer_utils.inference import MediaError, ModelError
 from fer_utils.inference.faces import DETECTORS
+from fer_utils.preprocessing import CORRECTIONS
 
 SAMPLE_CSV = project_root() / "data" / "sample" / "fer2013_sample.csv.gz"
 
@@ -114,6 +115,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         class_weighting=args.class_weights,
         label_smoothing=args.label_smoothing,
         augment=args.augment,
+        correction=args.correction,
+        init=args.init,
+        label_fraction=args.label_fraction,
         soft_targets="teacher" if args.teacher else "ferplus" if args.ferplus_soft else "none",
         teacher=args.teacher,
         clean=args.clean,
@@ -135,6 +139,28 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"balanced {metrics['balanced_accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
         )
     print(f"model: {done.model_path}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from fer_utils.experiment import profile_data, run_pretraining
+    from fer_utils.selfsupervised import PretrainConfig
+    from fer_utils.training import command_line, set_threads
+
+    set_threads(args.threads)
+    config = PretrainConfig(
+        model=args.model,
+        model_kwargs=json.loads(args.model_kwargs),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        temperature=args.temperature,
+        time_budget_minutes=args.time_budget,
+        seed=args.seed,
+    )
+    dataset = profile_data(_load(args), args.profile, args.seed)
+    run_name = args.run_name or f"simclr-{args.model}-{args.profile}"
+    path = run_pretraining(config, run_name, dataset, args.profile, command_line())
+    print(f"pretrained model: {path} (use it with train --init {path})")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -242,7 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="ce", choices=["ce", "focal"])
     p.add_argument("--class-weights", action="store_true", help="balanced class weights / alpha")
     p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--augment", default="basic", choices=["none", "basic", "erasing", "mixup"])
+    p.add_argument("--augment", default="basic", choices=list(AUGMENTATIONS))
+    p.add_argument("--correction", default="none", choices=list(CORRECTIONS),
+                   help="illumination correction applied inside the model")  # fmt: skip
+    p.add_argument("--init", help="start from this .keras model's weights (e.g. pretrain's)")
+    p.add_argument("--label-fraction", type=float, default=1.0,
+                   help="train on this stratified fraction of the Training labels")  # fmt: skip
     p.add_argument("--ferplus-soft", action="store_true", help="train on FER+ vote distributions")
     p.add_argument("--teacher", help="distil: .npz of teacher probabilities (fer ensemble)")
     p.add_argument("--clean", action="store_true", help="train on cleaned Training data")
@@ -254,6 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="SimCLR pretraining on the Training faces, no labels")
+    _add_data_args(p)
+    p.add_argument("--model", default="resnet_lite", help="registry architecture to pretrain")
+    p.add_argument("--model-kwargs", default="{}", help="JSON, e.g. '{\"width\": 16}'")
+    p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
+    p.add_argument("--run-name", help="default: simclr-<model>-<profile>")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=256, help="faces per batch (2 views each)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--time-budget", type=float, help="stop after this many minutes")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser(
         "ensemble", help="soft-voting ensemble of trained runs, chosen on PublicTest"

@@ -18,6 +18,9 @@ SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 
 IMAGE_SIZE = 48
 
+AUGMENTATIONS: tuple[str, ...] = ("none", "basic", "erasing", "mixup", "lighting")
+"""Training-time augmentations (see :func:`fer_utils.training.augmenter`)."""
+
 
 def project_root(start: Path | None = None) -> Path:
     """The repository root: the nearest folder at or above ``start`` (default: the working

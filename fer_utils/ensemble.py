@@ -254,12 +254,8 @@ def agreement(data: SplitPredictions) -> pd.DataFrame:
 def member_table(test: SplitPredictions, ensembles: dict[str, Ensemble]) -> pd.DataFrame:
     """Accuracy (with its 95 % bootstrap interval), balanced accuracy and macro-F1 on ``test``
     of every member and every (already fixed) ensemble."""
-    from fer_utils.evaluation import bootstrap_ci
+    from fer_utils.evaluation import comparison_table
 
     candidates = {n: test.member(n) for n in test.names}
     candidates |= {name: e.predict(test) for name, e in ensembles.items()}
-    rows = []
-    for name, probs in candidates.items():
-        low, high = bootstrap_ci(test.labels, probs.argmax(1))
-        rows.append({"model": name, **metrics(test.labels, probs), "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows).set_index("model").drop(columns="n").round(4)
+    return comparison_table(test.labels, candidates)

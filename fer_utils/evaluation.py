@@ -122,3 +122,55 @@ def example_per_class(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarr
         correct = of_class[right[of_class]]
         chosen.append(int((correct if len(correct) else of_class)[0]))
     return np.array(chosen)
+
+
+def comparison_table(labels: np.ndarray, candidates: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Accuracy with its 95 % bootstrap interval, balanced accuracy and macro-F1 of each
+    candidate's probabilities (N, 7) against ``labels``, one row per candidate."""
+    rows = []
+    for name, probs in candidates.items():
+        low, high = bootstrap_ci(labels, probs.argmax(1))
+        rows.append({"model": name, **metrics(labels, probs), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows).set_index("model").drop(columns="n").round(4)
+
+
+def lighting_robustness(
+    models: dict[str, object],
+    faces: np.ndarray,
+    labels: np.ndarray,
+    strengths: tuple[float, ...] = (0.25, 0.5, 0.75),
+    shifts: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """Accuracy of each self-contained model on ``faces`` under every lighting shift of
+    :func:`fer_utils.preprocessing.shift_lighting` at each strength (strength 0 = the
+    faces as they are). Long format: model, shift, strength, accuracy."""
+    from fer_utils.preprocessing import SHIFTS, shift_lighting
+
+    shifts = shifts or SHIFTS
+    rows = []
+    for name, model in models.items():
+        clean = accuracy_score(labels, predict(model, faces).argmax(1))
+        for shift in shifts:
+            rows.append({"model": name, "shift": shift, "strength": 0.0, "accuracy": clean})
+            for strength in strengths:
+                shifted = shift_lighting(faces, shift, strength)
+                accuracy = accuracy_score(labels, predict(model, shifted).argmax(1))
+                rows.append(
+                    {"model": name, "shift": shift, "strength": strength, "accuracy": accuracy}
+                )
+    return pd.DataFrame(rows)
+
+
+def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, from :func:`lighting_robustness`: accuracy on the unchanged faces, mean and
+    worst accuracy over all shifted versions, and the mean drop; most robust first."""
+    shifted = table[table.strength > 0].groupby("model").accuracy
+    summary = pd.DataFrame(
+        {
+            "clean": table[table.strength == 0].groupby("model").accuracy.first(),
+            "mean_under_shifts": shifted.mean(),
+            "worst_shift": shifted.min(),
+        }
+    )
+    summary["drop"] = summary.clean - summary.mean_under_shifts
+    return summary.round(4).sort_values("mean_under_shifts", ascending=False)

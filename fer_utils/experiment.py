@@ -19,6 +19,7 @@ from fer_utils.data import Dataset, load_fer2013
 from fer_utils.evaluation import predict
 from fer_utils.models import save_for_inference
 from fer_utils.results import EVAL_SPLITS, write_run
+from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
 from fer_utils.training import TrainConfig, TrainResult, save_config, train
 
 
@@ -53,6 +54,8 @@ def run_experiment(
 
     Writes ``models/<run_name>.keras``, ``results/<run_name>.json`` (+ predictions) and, with
     ``tta``, ``results/<run_name>-tta.json`` for the test-time-augmented evaluation."""
+    if config.label_fraction < 1:
+        dataset = dataset.label_fraction(config.label_fraction, seed=config.seed)
     train_set = dataset.split("Training")
     removed = None
     if config.clean:
@@ -83,8 +86,8 @@ def run_experiment(
             predictions[split] = (part.labels, probs)
             probabilities[f"{split}{suffix}"] = probs
         records[suffix or "plain"] = write_run(
-            f"{run_name}{suffix}", config.model + (" + TTA" if use_tta else ""), command, profile,
-            dataset.sha256, result.seconds, predictions, {**extra, "tta": use_tta},
+            f"{run_name}{suffix}", config.describe() + (" + TTA" if use_tta else ""), command,
+            profile, dataset.sha256, result.seconds, predictions, {**extra, "tta": use_tta},
         )  # fmt: skip
     keras.backend.clear_session()
     return Experiment(run_name, model_path, result, records, probabilities)
@@ -118,6 +121,13 @@ def load_run(run_name: str) -> TrainedRun:
     return TrainedRun(run_name, model, record, probabilities, load_history(run_name))
 
 
+def has_run(run_name: str) -> bool:
+    """Whether ``models/<run>.keras`` and ``results/<run>.json`` both exist."""
+    return (models_dir() / f"{run_name}.keras").is_file() and (
+        results_dir() / f"{run_name}.json"
+    ).is_file()
+
+
 def train_or_load(
     config: TrainConfig,
     run_name: str,
@@ -129,9 +139,46 @@ def train_or_load(
 ) -> TrainedRun:
     """:func:`load_run` if ``reuse`` and the run's model and record exist (e.g. trained by
     ``python -m fer_utils train`` in the background), else :func:`run_experiment` first."""
-    have = (models_dir() / f"{run_name}.keras").is_file() and (
-        results_dir() / f"{run_name}.json"
-    ).is_file()
-    if not (reuse and have):
+    if not (reuse and has_run(run_name)):
         run_experiment(config, run_name, dataset, profile, command, verbose=verbose)
     return load_run(run_name)
+
+
+def run_pretraining(
+    config: PretrainConfig,
+    run_name: str,
+    dataset: Dataset,
+    profile: str,
+    command: str,
+    verbose: int | str = "auto",
+) -> Path:
+    """SimCLR on the Training faces (labels unused), then a linear probe on the frozen
+    encoder, fitted on Training and evaluated on PublicTest and PrivateTest.
+
+    Writes ``models/<run>.keras`` (the classifier with the pretrained encoder and an untrained
+    head: the ``init`` of later runs) and ``results/<run>.json`` (the linear probe's metrics);
+    returns the model's path."""
+    train_set = dataset.split("Training")
+    checkpoints = checkpoints_dir() / run_name
+    result = pretrain(config, train_set.images, checkpoints, verbose=verbose)
+    model_path = models_dir() / f"{run_name}.keras"
+    save_for_inference(result.model, model_path)
+    parts = {split: dataset.split(split) for split in EVAL_SPLITS}
+    probabilities = linear_probe(
+        result.model, train_set.images, train_set.labels,
+        {split: part.images for split, part in parts.items()},
+    )  # fmt: skip
+    write_run(
+        run_name, f"{config.model} SimCLR + linear probe", command, profile, dataset.sha256,
+        result.seconds,
+        {split: (part.labels, probabilities[split]) for split, part in parts.items()},
+        {
+            "pretrain_config": dataclasses.asdict(config),
+            "epochs_run": len(result.history.get("loss", [])),
+            "final_loss": round(float(result.history["loss"][-1]), 4),
+            "train_rows": len(train_set),
+            "model_file": os.path.relpath(model_path, project_root()),
+        },
+    )  # fmt: skip
+    keras.backend.clear_session()
+    return model_path

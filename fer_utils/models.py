@@ -12,9 +12,13 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE
+from fer_utils.preprocessing import CORRECTIONS, correct
+from fer_utils.transfer import build_transfer
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 N_CLASSES = len(EMOTIONS)
@@ -44,16 +48,56 @@ def dtype_policy(policy: str):
         keras.config.set_dtype_policy(previous)
 
 
-def build_model(name: str, policy: str = "float32", **kwargs) -> keras.Model:
+@keras.saving.register_keras_serializable(package="fer_utils")
+class IlluminationCorrection(layers.Layer):
+    """Applies :func:`fer_utils.preprocessing.correct` to raw faces inside a model.
+
+    The correction is the scikit-image / OpenCV code itself, run through
+    ``tf.numpy_function``, so a model trained on corrected faces still takes raw faces and
+    there is one implementation of each correction. It has no gradient (none is needed for
+    training) and does not export to ONNX."""
+
+    def __init__(self, method: str, **kwargs) -> None:
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if method not in CORRECTIONS:
+            raise ValueError(f"unknown correction {method!r}; choose one of {CORRECTIONS}")
+        self.method = method
+
+    def call(self, faces):
+        corrected = tf.numpy_function(
+            lambda x: correct(x, self.method).astype(np.float32), [faces], tf.float32,
+            stateful=False,
+        )  # fmt: skip
+        corrected.set_shape(faces.shape)
+        return corrected
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "method": self.method}
+
+
+def build_model(
+    name: str, policy: str = "float32", correction: str = "none", **kwargs
+) -> keras.Model:
     """Build the registered architecture ``name`` (see :data:`REGISTRY`).
 
     ``policy`` is the Keras dtype policy of its layers: ``mixed_bfloat16`` computes in
     bfloat16 (about twice as fast on CPUs with AVX-512 BF16) and keeps float32 weights; the
-    output softmax is always float32."""
+    output softmax is always float32. ``correction`` (see
+    :data:`fer_utils.preprocessing.CORRECTIONS`) puts an illumination correction in front of
+    the network, inside the model."""
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
     with dtype_policy(policy):
-        return REGISTRY[name](**kwargs)
+        model = REGISTRY[name](**kwargs)
+    if correction == "none":
+        return model
+    faces = keras.Input(INPUT_SHAPE, name="raw_faces")
+    corrected = IlluminationCorrection(correction, name=f"correct_{correction}")(faces)
+    return keras.Model(faces, model(corrected), name=f"{name}_{correction}")
 
 
 def _inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -156,6 +200,13 @@ def resnet_lite(
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     return keras.Model(faces, _classifier(x), name="resnet_lite")
+
+
+@register("transfer")
+def transfer(**kwargs) -> keras.Model:
+    """An ImageNet backbone from ``keras.applications`` with the FER input and head; the
+    arguments are those of :func:`fer_utils.transfer.build_transfer`."""
+    return build_transfer(**kwargs)
 
 
 def save_for_inference(model: keras.Model, path) -> None:

@@ -17,11 +17,10 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from fer_utils.config import project_root
+from fer_utils.config import AUGMENTATIONS, project_root
 from fer_utils.data import Dataset
 from fer_utils.models import N_CLASSES, build_model
 
-AUGMENTATIONS = ("none", "basic", "erasing", "mixup")
 LOSSES = ("ce", "focal")
 
 
@@ -98,8 +97,9 @@ def targets(dataset: Dataset, soft: str = "none", teacher: str | Path | None = N
 
 def augmenter(kind: str, seed: int = 0) -> keras.Sequential | None:
     """The batch augmentation for ``kind``: ``basic`` = horizontal flip, ±10° rotation, ±10 %
-    zoom and shift; ``erasing`` = basic + random erasing; ``mixup`` is basic here, mixing is
-    applied to (image, target) pairs by :func:`make_dataset`; ``none`` = nothing."""
+    zoom and shift; ``erasing`` = basic + random erasing; ``lighting`` = basic + random
+    brightness (±40 %) and contrast (±50 %); ``mixup`` is basic here, mixing is applied to
+    (image, target) pairs by :func:`make_dataset`; ``none`` = nothing."""
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, not {kind!r}")
     if kind == "none":
@@ -110,6 +110,11 @@ def augmenter(kind: str, seed: int = 0) -> keras.Sequential | None:
         keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed),
         keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
     ]
+    if kind == "lighting":
+        steps += [
+            keras.layers.RandomBrightness(0.4, value_range=(0, 255), seed=seed),
+            keras.layers.RandomContrast(0.5, value_range=(0, 255), seed=seed),
+        ]
     if kind == "erasing":
         steps.append(
             keras.layers.RandomErasing(
@@ -175,6 +180,9 @@ class TrainConfig:
     class_weighting: bool = False
     label_smoothing: float = 0.0
     augment: str = "basic"
+    correction: str = "none"  # illumination correction inside the model (preprocessing.py)
+    init: str | None = None  # .keras model of the same architecture whose weights start training
+    label_fraction: float = 1.0  # stratified fraction of the Training labels used
     soft_targets: str = "none"  # none | ferplus | teacher
     teacher: str | None = None  # .npz of teacher probabilities (soft_targets="teacher")
     clean: bool = False
@@ -183,6 +191,20 @@ class TrainConfig:
     jit_compile: bool = False  # XLA measured slower than oneDNN here (bench_training.py)
     time_budget_minutes: float | None = None  # stop after the epoch that crosses it
     seed: int = 0
+
+    def describe(self) -> str:
+        """The model as results tables name it, e.g. ``five_layer + clahe`` or
+        ``resnet_lite (from simclr-cpu), 10% labels``."""
+        text = self.model
+        if self.correction != "none":
+            text += f" + {self.correction}"
+        if self.augment == "lighting":
+            text += " + lighting aug."
+        if self.init:
+            text += f" (from {Path(self.init).stem})"
+        if self.label_fraction < 1:
+            text += f", {self.label_fraction:.0%} labels"
+        return text
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -261,17 +283,20 @@ def train(
     the same folder resumes where an interrupted run stopped."""
     keras.utils.set_random_seed(config.seed)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(config.model, policy=config.policy, **config.model_kwargs)
+    model = build_model(
+        config.model, policy=config.policy, correction=config.correction, **config.model_kwargs
+    )
+    if config.init:
+        model.load_weights(config.init)  # e.g. a SimCLR-pretrained encoder (selfsupervised.py)
     y = targets(train_set, config.soft_targets, config.teacher)
     weights = None
     if config.class_weighting and config.loss == "ce":
         weights = class_weights(train_set.labels)[train_set.labels]
-    data = make_dataset(
-        train_set.images, y, config.batch_size, config.augment, True, config.seed, weights
-    )
+    batch_size = min(config.batch_size, len(train_set))  # a tiny subset still gets one step
+    data = make_dataset(train_set.images, y, batch_size, config.augment, True, config.seed, weights)
     val_y = np.eye(N_CLASSES, dtype=np.float32)[val_set.labels]
     val_data = make_dataset(val_set.images, val_y, 512)
-    steps = len(train_set) // config.batch_size
+    steps = len(train_set) // batch_size
     model.compile(
         optimizer=_optimizer(config, steps),
         loss=_loss(config, train_set.labels),

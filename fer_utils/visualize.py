@@ -263,3 +263,43 @@ def region_overlay(
     ax.axis("off")
     save_figure(fig, save)
     return fig
+
+
+def variants_grid(
+    variants: dict[str, np.ndarray],
+    column_titles: Sequence[str] | None = None,
+    save: str | None = None,
+) -> plt.Figure:
+    """One row of grey faces (N, 48, 48) in 0–255 per variant (e.g. per illumination
+    correction or lighting shift) of the same N faces."""
+    rows, n = len(variants), len(next(iter(variants.values())))
+    fig, axes = plt.subplots(rows, n, figsize=(1.1 * n + 1.3, 1.15 * rows), squeeze=False)
+    for r, (name, faces) in enumerate(variants.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(np.squeeze(faces[c]), cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0 and column_titles is not None:
+                ax.set_title(column_titles[c], fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig
+
+
+def robustness_curves(table: pd.DataFrame, save: str | None = None) -> plt.Figure:
+    """Accuracy against shift strength, one panel per lighting shift and one line per model
+    (the long table of :func:`fer_utils.evaluation.lighting_robustness`)."""
+    shifts = list(dict.fromkeys(table["shift"]))
+    fig, axes = plt.subplots(1, len(shifts), figsize=(3.1 * len(shifts), 3.4), sharey=True)
+    for ax, shift in zip(np.atleast_1d(axes), shifts, strict=True):
+        part = table[table["shift"] == shift]
+        sns.lineplot(part, x="strength", y="accuracy", hue="model", marker="o", ax=ax,
+                     legend=ax is np.atleast_1d(axes)[-1])  # fmt: skip
+        ax.set(title=shift.replace("_", " "), xlabel="shift strength")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[-1].legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig

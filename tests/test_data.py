@@ -290,3 +290,15 @@ def test_cli_info_prints_counts() -> None:
     assert done.returncode == 0, done.stderr
     assert "rows    280" in done.stdout
     assert done.stdout.split("Training")[1].split()[:8] == ["24"] * 7 + ["168"]
+
+
+def test_label_fraction_is_stratified_and_keeps_the_test_splits() -> None:
+    dataset = load_fer2013(SAMPLE_CSV)
+    part = dataset.label_fraction(0.25, seed=1)
+    full, kept = dataset.counts(), part.counts()
+    expected = (full.loc["Training"].drop("total") * 0.25).round().clip(lower=1)
+    assert (kept.loc["Training"].drop("total") == expected).all()
+    assert kept.loc[["PublicTest", "PrivateTest"]].equals(full.loc[["PublicTest", "PrivateTest"]])
+    assert not np.array_equal(part.source_index, dataset.label_fraction(0.25, seed=2).source_index)
+    with pytest.raises(ValueError, match="fraction"):
+        dataset.label_fraction(0)

@@ -93,3 +93,24 @@ def test_notebook_07_explains_and_measures_faithfulness(tmp_path: Path) -> None:
             "07_faithfulness", "07_region_attention_per_class"} <= figures  # fmt: skip
     table = Path(os.environ["FER_RESULTS"]) / "faithfulness-quick.csv"
     assert len(table.read_text().splitlines()) == 1 + 11  # header, 10 methods and random
+
+
+@pytest.mark.slow
+def test_notebook_03_transfers_and_draws_the_label_efficiency_curve(tmp_path: Path) -> None:
+    records, figures = run_quick(
+        tmp_path, "03_transfer_learning.ipynb", backbones=["mobilenetv2"],
+        label_epochs={0.5: 1, 1.0: 1},
+    )  # fmt: skip
+    assert {"transfer-mobilenetv2-head-quick", "transfer-mobilenetv2-quick", "simclr-quick",
+            "labels-0.5-simclr-quick", "labels-1.0-random-quick"} <= records  # fmt: skip
+    assert {"03_simclr_loss", "03_label_efficiency"} <= figures
+
+
+@pytest.mark.slow
+def test_notebook_04_compares_corrections_and_lighting_robustness(tmp_path: Path) -> None:
+    records, figures = run_quick(tmp_path, "04_illumination_correction.ipynb", strengths=[0.5])
+    assert {"illum-none-quick", "illum-clahe-quick", "illum-lightaug-quick"} <= records
+    assert {"04_corrections", "04_lighting_shifts", "04_correction_comparison",
+            "04_lighting_robustness"} <= figures  # fmt: skip
+    table = Path(os.environ["FER_RESULTS"]) / "lighting-robustness-quick.csv"
+    assert len(table.read_text().splitlines()) == 1 + 8 * 5 * 2  # 8 models, 5 shifts, 0 and 0.5

@@ -148,3 +148,16 @@ class Dataset:
                     rows = rng.choice(rows, size=cap, replace=False)
                 keep.append(rows)
         return self.take(np.sort(np.concatenate(keep)))
+
+    def label_fraction(self, fraction: float, split: str = "Training", seed: int = 0) -> Dataset:
+        """Keep a stratified ``fraction`` (0 < f ≤ 1) of ``split``'s rows (at least one per
+        class present) and every row of the other splits: the few-labels setting."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], not {fraction}")
+        rng = np.random.default_rng(seed)
+        keep = [np.flatnonzero(self.splits != split)]
+        for label in range(len(EMOTIONS)):
+            rows = np.flatnonzero((self.splits == split) & (self.labels == label))
+            size = min(len(rows), max(1, round(fraction * len(rows))))
+            keep.append(rng.choice(rows, size=size, replace=False) if len(rows) else rows)
+        return self.take(np.sort(np.concatenate(keep)))

@@ -54,6 +54,8 @@ def _check_shapes(path: Path, inputs: tuple, outputs: tuple) -> None:
 def _load_keras(path: Path) -> Classifier:
     import keras
 
+    import fer_utils.models  # noqa: F401  (registers the project's layers for loading)
+
     if not zipfile.is_zipfile(path):
         raise ModelError(
             f"{path} is not a Keras model file (a .keras file is a zip archive; this one is "

@@ -1,0 +1,105 @@
+"""Transfer backbones, the weights-loading path, corrections inside models, and SimCLR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from test_training import synthetic
+
+from fer_utils.models import build_model
+from fer_utils.preprocessing import correct
+from fer_utils.selfsupervised import NTXentLoss, PretrainConfig, encoder, pretrain
+from fer_utils.training import TrainConfig, train
+from fer_utils.transfer import WeightsError, build_transfer, cached_weights, resolve_weights
+
+SMALL = dict(backbone="mobilenetv2", size=48)
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def test_transfer_model_is_self_contained() -> None:
+    model = build_transfer(**SMALL)
+    assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)
+    out = model.predict(np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 1)), verbose=0)
+    assert np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+def test_frozen_backbone_does_not_change_during_head_training(tmp_path: Path) -> None:
+    data = synthetic(128)
+    config = TrainConfig("transfer", dict(SMALL), epochs=2, batch_size=32, augment="none")
+    keras.utils.set_random_seed(config.seed)
+    before = build_model("transfer", **SMALL)
+    result = train(config, data.split("Training"), data.split("PublicTest"), tmp_path, verbose=0)
+    for old, new in zip(
+        backbone_of(before).get_weights(), backbone_of(result.model).get_weights(), strict=True
+    ):
+        assert np.array_equal(old, new)  # kernels and BatchNorm statistics alike
+    head_old = before.get_layer("emotion").get_weights()
+    head_new = result.model.get_layer("emotion").get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(head_old, head_new, strict=True))
+
+
+def test_fine_tuning_unfreezes_only_top_non_batchnorm_layers() -> None:
+    net = backbone_of(build_transfer(**SMALL, trainable_layers=10))
+    trainable = [layer for layer in net.layers if layer.trainable and layer.weights]
+    assert trainable and all(net.layers.index(layer) >= len(net.layers) - 10 for layer in trainable)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+
+
+def test_weights_round_trip_through_the_keras_cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    saved = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(48, 48, 3), pooling="avg"
+    )
+    path = cached_weights("mobilenetv2", 48)
+    path.parent.mkdir(parents=True)
+    saved.save(path)  # the legacy .h5 layout of Keras' weight downloads
+    source, said = resolve_weights("mobilenetv2", "imagenet", 48)
+    assert source == str(path) and "Keras cache" in said
+    for weights in ("imagenet", str(path)):
+        loaded = backbone_of(build_transfer(**SMALL, weights=weights)).get_weights()
+        for a, b in zip(saved.get_weights(), loaded, strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(WeightsError, match=r"not found.*put that file in"):
+        build_transfer(**SMALL, weights=str(tmp_path / "missing.h5"))
+    source, said = resolve_weights("vgg16", "auto", 96)
+    assert source is None and "RANDOM" in said and str(tmp_path) in said
+
+
+def test_correction_inside_the_model_equals_correcting_first(tmp_path: Path) -> None:
+    faces = synthetic(16).images[..., None].astype(np.float32)
+    keras.utils.set_random_seed(0)
+    corrected = build_model("five_layer", correction="clahe")
+    plain = corrected.get_layer("five_layer")
+    expected = plain.predict(correct(faces, "clahe"), verbose=0)
+    assert np.allclose(corrected.predict(faces, verbose=0), expected, atol=1e-5)
+    corrected.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert np.allclose(reloaded.predict(faces, verbose=0), expected, atol=1e-5)
+
+
+def test_nt_xent_rewards_matching_views() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(8, 16)).astype(np.float32)
+    loss = NTXentLoss(temperature=0.1)
+    matched = float(loss(np.zeros((16, 1)), np.concatenate([z, z])))
+    unmatched = float(loss(np.zeros((16, 1)), np.concatenate([z, rng.normal(size=(8, 16))])))
+    assert matched < 0.5 < np.log(15) - 1 < unmatched
+
+
+def test_simclr_pretraining_lowers_its_loss(tmp_path: Path) -> None:
+    images = synthetic(256).images
+    config = PretrainConfig("resnet_lite", {"width": 8}, epochs=6, batch_size=32)
+    result = pretrain(config, images, tmp_path, verbose=0)
+    losses = result.history["loss"]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert encoder(result.model).output_shape == (None, 64)
