@@ -169,14 +169,22 @@ def record_ensemble(
 
 
 def member_runs(profile: str) -> list[str]:
-    """Every saved run of ``profile`` that can be a member (not an ensemble or a student)."""
+    """Every saved run of ``profile`` that can be a member: a trained classifier's, not an
+    ensemble's, a student's or a self-supervised linear probe's (its model is an encoder)."""
+    import json
+
     from fer_utils.results import load_runs
 
     runs = load_runs()
     if runs.empty:
         return []
     names = runs[runs.profile == profile].run_name
-    return sorted(n for n in names if not n.startswith(("ensemble", "student")))
+    return sorted(
+        n
+        for n in names
+        if not n.startswith(("ensemble", "student"))
+        and "pretrain_config" not in json.loads((results_dir() / f"{n}.json").read_text())
+    )
 
 
 def _model_path(name: str) -> Path:

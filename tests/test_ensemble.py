@@ -93,8 +93,9 @@ def test_selection_prefers_the_better_member_and_records_the_ensemble(three_memb
 
 
 def test_tta_of_a_flip_invariant_model_changes_nothing():
-    rng = np.random.default_rng(0)
-    faces = rng.integers(0, 256, (16, 48, 48)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    # values in 0-1: on 0-255 the flat model's softmax saturates and hides what a flip changes
+    faces = np.random.default_rng(0).random((16, 48, 48), np.float32)
     pooled = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.GlobalAveragePooling2D(),
                                keras.layers.Dense(7, activation="softmax")])  # fmt: skip
     flat = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
@@ -105,3 +106,14 @@ def test_tta_of_a_flip_invariant_model_changes_nothing():
     assert (
         np.abs(predict(flat, faces, tta=True, shifts=flip_only) - predict(flat, faces)).max() > 1e-3
     )
+
+
+def test_member_runs_are_the_profiles_classifiers_only(three_members):
+    labels, members = three_members
+    splits = {"PublicTest": (labels, members["a"])}
+    for name in ("a", "ensemble-cpu", "student-cpu"):
+        save_member(name, splits)
+    write_run("probe", "SimCLR + linear probe", "test", "cpu", "sha", 1.0, splits,
+              {"pretrain_config": {"epochs": 1}})  # fmt: skip
+    write_run("small", "toy", "test", "quick", "sha", 1.0, splits)
+    assert ens.member_runs("cpu") == ["a"]
