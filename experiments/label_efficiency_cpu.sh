@@ -2,8 +2,9 @@
 # Notebook 03's cpu-profile runs: SimCLR pretraining of resnet_lite (width 16) on the Training
 # faces for 20 minutes, then the same network fine-tuned from it and from random weights on
 # 5 / 10 / 25 / 100 % of the Training labels, with the same budget per fraction.
-# Fine-tunes use batch 64: at 256 the smallest fractions get ~100 optimizer steps, too few for
-# BatchNorm's moving statistics to settle, and a randomly initialised net evaluated near chance.
+# Fine-tunes use batch 64 (more optimizer steps on the small fractions) and --precise-bn: the
+# BatchNorm moving averages lag a randomly initialised net's fast-changing weights, and without
+# recomputing them it evaluated at about chance although its batch statistics were far better.
 # Data: $FER2013_PATH or data/. Logs: logs/. Finished runs are skipped on a restart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ for spec in 0.05:16 0.1:10 0.25:6 1.0:3; do  # label fraction : epochs
     name=labels-$fraction-$init-cpu
     start=(); [[ $init == simclr ]] && start=(--init models/simclr-cpu.keras)
     [[ -f results/$name.json ]] || .venv/bin/python -m fer_utils train "${ARCH[@]}" \
-      --epochs "$epochs" --batch-size 64 --label-fraction "$fraction" "${start[@]}" --run-name "$name" \
-      --no-tta > "logs/$name.txt" 2>&1
+      --epochs "$epochs" --batch-size 64 --precise-bn --label-fraction "$fraction" "${start[@]}" \
+      --run-name "$name" --no-tta > "logs/$name.txt" 2>&1
   done
 done

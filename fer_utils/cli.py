@@ -125,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         policy=args.policy,
         jit_compile=args.jit,
         time_budget_minutes=args.time_budget,
+        precise_bn=args.precise_bn,
         seed=args.seed,
     )
     dataset = profile_data(_load(args), args.profile, args.seed)
@@ -191,6 +192,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
         "uniform": ens.uniform,
     }  # fmt: skip
     chosen = methods[args.method](validation)
+    models = ens.load_member_models(chosen.names) if args.teacher_out else {}  # fail early
     record = ens.record_ensemble(chosen, args.name, validation, command_line())
     print(f"{args.name}: members {chosen.describe()}")
     for split, values in record["metrics"].items():
@@ -198,7 +200,6 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
               f"{values['balanced_accuracy']:.4f}  macro-F1 {values['macro_f1']:.4f}")  # fmt: skip
     if args.teacher_out:
         train = _load(args).split("Training")
-        models = ens.load_member_models(chosen.names)
         path = ens.write_teacher(chosen, models, train, Path(args.teacher_out))
         print(f"teacher targets for {len(train)} Training faces: {path}")
 
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="float32", choices=["float32", "mixed_bfloat16"])
     p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     p.add_argument("--time-budget", type=float, help="stop after this many minutes")
+    p.add_argument(
+        "--precise-bn", action="store_true", help="recompute BatchNorm statistics each epoch"
+    )
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")

@@ -199,14 +199,21 @@ def has_model(name: str) -> bool:
 
 
 def load_member_models(names: Sequence[str]) -> dict:
-    """The saved models (``models/<run>.keras``) of ensemble members, by plain run name."""
+    """The saved models (``models/<run>.keras``) of ensemble members, by plain run name;
+    all missing ones are named in one :class:`ModelError` before anything loads."""
     import keras
 
+    from fer_utils.inference.classifier import ModelError
+
+    missing = sorted({str(_model_path(n)) for n in names if not has_model(n)})
+    if missing:
+        raise ModelError(
+            f"the members' models are needed but missing: {', '.join(missing)}. Retrain those "
+            f"runs (their results JSON holds the command) or leave them out of the ensemble."
+        )
     models = {}
     for name in names:
         path = _model_path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: the member's model is needed; retrain it first")
         if path.stem not in models:
             models[path.stem] = keras.saving.load_model(path, safe_mode=True)
     return models

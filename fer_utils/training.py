@@ -190,6 +190,7 @@ class TrainConfig:
     policy: str = "float32"  # mixed_bfloat16 pays only on CPUs with AVX-512 BF16 / AMX
     jit_compile: bool = False  # XLA measured slower than oneDNN here (bench_training.py)
     time_budget_minutes: float | None = None  # stop after the epoch that crosses it
+    precise_bn: bool = False  # recompute BatchNorm statistics before each validation
     seed: int = 0
 
     def describe(self) -> str:
@@ -256,6 +257,58 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _nested_layers(layer: keras.Layer) -> list[keras.Layer]:
+    """``layer`` and every layer inside it, through nested models."""
+    return [layer] + [
+        sub for child in getattr(layer, "layers", []) for sub in _nested_layers(child)
+    ]
+
+
+def recalibrate_batchnorm(
+    model: keras.Model, images: np.ndarray, batches: int = 16, batch_size: int = 256, seed: int = 0
+) -> int:
+    """Precise BatchNorm (Wu & Johnson, 2021, "Rethinking 'Batch' in BatchNorm"): set each
+    trainable BatchNorm layer's moving mean and variance to their average over ``batches``
+    random batches of ``images`` under the current weights. Training's moving averages lag
+    weights that change fast (few steps, small data, a high learning rate), and a network
+    evaluated with them can score near chance while its batch statistics are fine. Frozen
+    layers (``trainable=False``, e.g. an ImageNet backbone's) keep theirs. Returns how many
+    layers were updated. (Keras has no built-in for this; the running mean is the momentum.)"""
+    norms = [
+        layer
+        for layer in _nested_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    if not norms:
+        return 0
+    momenta = [layer.momentum for layer in norms]
+    rng = np.random.default_rng(seed)
+    x = np.asarray(images, np.float32)
+    x = x[..., None] if x.ndim == 3 else x
+    try:
+        for i in range(batches):
+            for layer in norms:  # moving = (i·moving + batch) / (i + 1): the running mean
+                layer.momentum = i / (i + 1)
+            batch = x[rng.choice(len(x), min(batch_size, len(x)), replace=False)]
+            model(batch, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.momentum = momentum
+    return len(norms)
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """:func:`recalibrate_batchnorm` on the (unaugmented) training faces before every
+    validation, so early stopping, checkpoints and the saved model all use precise statistics."""
+
+    def __init__(self, images: np.ndarray, seed: int = 0) -> None:
+        super().__init__()
+        self.images, self.seed = images, seed
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        recalibrate_batchnorm(self.model, self.images, seed=self.seed)
+
+
 @dataclass
 class TrainResult:
     """The trained model (best PublicTest weights), its history, wall-clock seconds, epochs
@@ -313,6 +366,8 @@ def train(
         ),
         keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True),
     ]
+    if config.precise_bn:
+        callbacks.append(PreciseBatchNorm(train_set.images, config.seed))
     callbacks.extend(extra_callbacks)
     if config.time_budget_minutes:
         callbacks.append(TimeBudget(config.time_budget_minutes))

@@ -117,3 +117,11 @@ def test_member_runs_are_the_profiles_classifiers_only(three_members):
               {"pretrain_config": {"epochs": 1}})  # fmt: skip
     write_run("small", "toy", "test", "quick", "sha", 1.0, splits)
     assert ens.member_runs("cpu") == ["a"]
+
+
+def test_missing_member_models_are_named_in_one_clear_error(tmp_path, monkeypatch):
+    from fer_utils.inference.classifier import ModelError
+
+    monkeypatch.setenv("FER_MODELS", str(tmp_path))
+    with pytest.raises(ModelError, match=r"a\.keras, .*b\.keras.*Retrain"):
+        ens.load_member_models(["a", "a-tta", "b"])

@@ -19,6 +19,7 @@ from fer_utils.training import (
     augmenter,
     class_weights,
     make_dataset,
+    recalibrate_batchnorm,
     train,
 )
 
@@ -53,9 +54,10 @@ def test_mixed_bfloat16_model_outputs_float32() -> None:
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 
 
-def test_brief_training_beats_chance_clearly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precise_bn", [False, True])
+def test_brief_training_beats_chance_clearly(tmp_path: Path, precise_bn: bool) -> None:
     data = synthetic(640)
-    config = TrainConfig("five_layer", **FAST)
+    config = TrainConfig("five_layer", **FAST, precise_bn=precise_bn)
     result = train(config, data.split("Training"), data.split("PublicTest"), tmp_path, verbose=0)
     val = data.split("PublicTest")
     accuracy = (predict(result.model, val.images).argmax(1) == val.labels).mean()
@@ -166,3 +168,20 @@ def test_train_config_rejects_unknown_choices() -> None:
         json.loads(json.dumps(dataclasses.asdict(TrainConfig("five_layer"))))["model"]
         == "five_layer"
     )
+
+
+def test_precise_batchnorm_recovers_the_data_statistics_and_spares_frozen_layers() -> None:
+    rng = np.random.default_rng(0)
+    # each face is flat, so the pooled feature is its brightness: mean 100, sd 20
+    faces = np.clip(rng.normal(100, 20, 4096), 0, 255)[:, None, None] * np.ones((1, 48, 48))
+    pooled = keras.layers.GlobalAveragePooling2D()
+    inputs = keras.Input((48, 48, 1))
+    live, frozen = keras.layers.BatchNormalization(), keras.layers.BatchNormalization()
+    frozen.trainable = False
+    model = keras.Model(inputs, [live(pooled(inputs)), frozen(pooled(inputs))])
+    assert float(live.moving_mean[0]) == 0.0  # a fresh layer: far from the data's statistics
+    assert recalibrate_batchnorm(model, faces.astype(np.float32), batches=8) == 1
+    assert float(live.moving_mean[0]) == pytest.approx(faces.mean(), rel=0.02)
+    assert float(live.moving_variance[0]) == pytest.approx(faces.var(), rel=0.1)
+    assert live.momentum == 0.99
+    assert float(frozen.moving_mean[0]) == 0.0 and float(frozen.moving_variance[0]) == 1.0
