@@ -170,7 +170,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     classifier = load_classifier(args.model)
     rows = predict_sources(
-        args.paths, classifier, args.detector, args.margin, args.min_face, args.every,
+        args.paths, classifier, args.detector, args.margin, args.min_face, args.step, args.every,
         args.max_frames, args.annotate,
     )  # fmt: skip
     if args.out:
@@ -346,6 +346,10 @@ def _add_predict_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--margin", type=float, default=0.15, help="crop margin, fraction of the box")
     p.add_argument("--min-face", type=int, default=30, help="smallest face to detect, pixels")
+    p.add_argument(
+        "--step", type=float, default=1.2,
+        help="haar: ratio between face sizes searched (1.3: faster, may miss some faces)",
+    )  # fmt: skip
     p.add_argument("--every", type=int, default=1, help="videos: use every N-th frame")
     p.add_argument("--max-frames", type=int, help="videos and webcams: stop after N frames")
     p.add_argument("--format", default="csv", choices=["csv", "json", "jsonl"])

@@ -56,9 +56,10 @@ def test_cli_labels_match_direct_predictions(tmp_path, classifier, test_faces):
     assert all(r["status"] == "ok" for r in rows) and len(rows) == len(test_faces)
 
 
-def test_frame_with_two_faces_yields_two_rows_left_to_right(tmp_path, astronaut):
+@pytest.mark.parametrize("step", ["1.2", "1.3"])  # the default, and the faster webcam setting
+def test_frame_with_two_faces_yields_two_rows_left_to_right(tmp_path, astronaut, step):
     cv2.imwrite(str(tmp_path / "two.png"), np.hstack([astronaut, astronaut]))
-    rows = predict_json(tmp_path, str(tmp_path / "two.png"))
+    rows = predict_json(tmp_path, str(tmp_path / "two.png"), "--step", step)
     assert [r["face"] for r in rows] == [0, 1]
     assert rows[0]["x"] < astronaut.shape[1] <= rows[1]["x"]
     assert all(abs(sum(r[f"p_{e}"] for e in EMOTIONS) - 1) < 1e-3 for r in rows)

@@ -14,6 +14,7 @@ from fer_utils.config import IMAGE_SIZE
 DETECTORS = ("haar", "mtcnn", "none")
 DETECT_MAX_SIDE = 1280  # detection runs on a copy no larger than this; boxes map back
 HAAR_WINDOW = 24  # pixels: the detection window of OpenCV's default frontal-face cascade
+HAAR_STEP = 1.2  # ratio between successive face sizes the cascade searches
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,12 @@ def _rescaled(faces: list[Face], scale: float) -> list[Face]:
     return [Face(*(round(v / scale) for v in (f.x, f.y, f.w, f.h)), score=f.score) for f in faces]
 
 
-def haar_detector(min_face: int = 30) -> Detector:
+def haar_detector(min_face: int = 30, step: float = HAAR_STEP) -> Detector:
     """OpenCV's frontal-face Haar cascade (ships inside opencv-python-headless 4.x): fast,
     misses turned and tilted faces. The image is first shrunk so that a face of ``min_face``
-    pixels fills the cascade's 24-pixel window: no time is spent on smaller faces."""
+    pixels fills the cascade's 24-pixel window: no time is spent on smaller faces. ``step`` is
+    the ratio between successive face sizes searched: 1.3 takes about a third less time than
+    1.2 and may miss faces whose size falls between two steps."""
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
 
     def detect(image: np.ndarray) -> list[Face]:
@@ -55,7 +58,7 @@ def haar_detector(min_face: int = 30) -> Detector:
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         smallest = max(HAAR_WINDOW, round(min_face * scale))
         boxes, _, weights = cascade.detectMultiScale3(
-            grey, scaleFactor=1.2, minNeighbors=5, minSize=(smallest, smallest),
+            grey, scaleFactor=step, minNeighbors=5, minSize=(smallest, smallest),
             outputRejectLevels=True,
         )  # fmt: skip
         faces = [Face(*map(int, b), score=float(s)) for b, s in zip(boxes, weights, strict=True)]
@@ -89,10 +92,10 @@ def whole_image(image: np.ndarray) -> list[Face]:
     return [Face(0, 0, image.shape[1], image.shape[0], 1.0)]
 
 
-def make_detector(name: str, min_face: int = 30) -> Detector:
-    """``haar`` | ``mtcnn`` | ``none`` (see :data:`DETECTORS`)."""
+def make_detector(name: str, min_face: int = 30, step: float = HAAR_STEP) -> Detector:
+    """``haar`` | ``mtcnn`` | ``none`` (see :data:`DETECTORS`); ``step`` is Haar's."""
     if name == "haar":
-        return haar_detector(min_face)
+        return haar_detector(min_face, step)
     if name == "mtcnn":
         return mtcnn_detector(min_face)
     if name == "none":

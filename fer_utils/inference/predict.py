@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fer_utils.config import EMOTIONS
 from fer_utils.inference.classifier import Classifier
-from fer_utils.inference.faces import Face, crop_faces, make_detector
+from fer_utils.inference.faces import HAAR_STEP, Face, crop_faces, make_detector
 from fer_utils.inference.media import MediaError, Source, expand_sources, frame_count, frames
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def predict_sources(
     detector: str = "haar",
     margin: float = 0.15,
     min_face: int = 30,
+    step: float = HAAR_STEP,
     every: int = 1,
     max_frames: int | None = None,
     annotate: str | Path | None = None,
@@ -124,7 +125,7 @@ def predict_sources(
     """Rows (see :data:`COLUMNS`) for every face in ``inputs``: image files, folders (recursive),
     videos (every ``every``-th frame) and webcam indices. Status ``ok`` per face, ``no_face`` for
     a frame without one, ``error`` (with the reason) for a file that cannot be read."""
-    detect = make_detector(detector, min_face)
+    detect = make_detector(detector, min_face, step)
     margin = 0.0 if detector == "none" else margin  # the image is the crop: take it as it is
     sources = expand_sources(inputs)
     annotate = Path(annotate) if annotate else None
