@@ -89,6 +89,13 @@ def cmd_sample(args: argparse.Namespace) -> None:
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
 
 
+def cmd_set_default(args: argparse.Namespace) -> None:
+    from fer_utils.inference import set_default_model
+
+    best = set_default_model(args.runs)
+    print(f"models/default.keras is now {best} (best PublicTest accuracy of {len(args.runs)})")
+
+
 def cmd_results_table(args: argparse.Namespace) -> None:
     from fer_utils.results import update_readme
 
@@ -325,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="default: the model's name with .onnx / .tflite")
     p.add_argument("--data", help="FER2013 for the check (default: $FER2013_PATH, data/, sample)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("set-default", help="make the best of RUN... (on PublicTest) the default")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="trained runs with models/<RUN>.keras")
+    p.set_defaults(func=cmd_set_default)
 
     p = sub.add_parser("results-table", help="regenerate the README results table from results/")
     p.add_argument("--readme", default=str(project_root() / "README.md"))

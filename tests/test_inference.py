@@ -4,6 +4,7 @@ and the exported ONNX model."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,13 @@ import skimage.data
 from fer_utils.cli import main
 from fer_utils.config import EMOTIONS
 from fer_utils.data import load_fer2013
-from fer_utils.inference import ModelError, default_model_path, load_classifier, predict_sources
+from fer_utils.inference import (
+    ModelError,
+    default_model_path,
+    load_classifier,
+    predict_sources,
+    set_default_model,
+)
 from fer_utils.inference.export import export_model, max_difference
 
 from conftest import SAMPLE_CSV
@@ -163,3 +170,31 @@ def test_image_folder_jpegs_read_like_the_dataset_loader(real_images_zip, classi
     direct = classifier(loaded.images).argmax(1)
     assert len(rows) == len(names) == len(loaded) > 300
     assert [by_id[i] for i in loaded.source_index] == [EMOTIONS[k] for k in direct]
+
+
+def test_set_default_picks_the_best_publictest_run_and_never_privatetest(tmp_path):
+    from fer_utils.config import models_dir, results_dir
+
+    public, private = {"a": 0.60, "b": 0.64}, {"a": 0.70, "b": 0.50}
+    for run in public:
+        record = {
+            "command": f"python -m fer_utils train --run-name {run}",
+            "metrics": {
+                "PublicTest": {"accuracy": public[run]},
+                "PrivateTest": {"accuracy": private[run]},
+            },
+        }
+        (results_dir() / f"{run}.json").write_text(json.dumps(record))
+        (models_dir() / f"{run}.keras").write_bytes(run.encode() * 10)
+    assert main(["set-default", "a", "b"]) == 0
+    assert (models_dir() / "default.keras").read_bytes() == b"b" * 10
+    choice = json.loads((models_dir() / "default.json").read_text())
+    assert choice["run_name"] == "b" and choice["candidates"] == public
+
+    (models_dir() / "a.keras").unlink()
+    with pytest.raises(
+        ModelError, match=re.escape("rerun `python -m fer_utils train --run-name a`")
+    ):
+        set_default_model(["a", "b"])
+    with pytest.raises(ModelError, match=r"no results/c\.json"):
+        set_default_model(["b", "c"])

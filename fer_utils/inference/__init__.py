@@ -9,6 +9,7 @@ from fer_utils.inference.classifier import (
     ModelError,
     default_model_path,
     load_classifier,
+    set_default_model,
 )
 from fer_utils.inference.faces import DETECTORS, crop_faces, make_detector
 from fer_utils.inference.media import MediaError
@@ -24,4 +25,5 @@ __all__ = [
     "load_classifier",
     "make_detector",
     "predict_sources",
+    "set_default_model",
 ]

@@ -3,7 +3,9 @@ probabilities out."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils.config import EMOTIONS, IMAGE_SIZE, project_root
+from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root, results_dir
 
 DEFAULT_MODEL = "default.keras"
 
@@ -23,6 +25,33 @@ class ModelError(ValueError):
 def default_model_path() -> Path:
     """``$FER_MODEL`` if set, else the committed ``models/default.keras``."""
     return Path(os.environ.get("FER_MODEL") or project_root() / "models" / DEFAULT_MODEL)
+
+
+def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
+    """Make the run with the best PublicTest accuracy among ``runs`` the default model: copy
+    its ``models/<run>.keras`` to ``models/default.keras`` and record the choice and every
+    candidate's PublicTest accuracy in ``models/default.json``. PrivateTest is never read, and
+    a model over ``max_megabytes`` (the default is committed) is not a candidate. Both folders
+    are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
+    public = {}
+    for run in runs:
+        record_path = results_dir() / f"{run}.json"
+        if not record_path.is_file():
+            raise ModelError(f"no results/{run}.json: train the run first")
+        record = json.loads(record_path.read_text())
+        if record.get("tta"):
+            raise ModelError(f"{run} is a TTA evaluation; name the run it evaluates")
+        model = models_dir() / f"{run}.keras"
+        if not model.is_file():
+            raise ModelError(f"{model} is missing: rerun `{record['command']}`")
+        if model.stat().st_size > max_megabytes * 2**20:
+            raise ModelError(f"{model} is over {max_megabytes:g} MB: the default is committed")
+        public[run] = record["metrics"]["PublicTest"]["accuracy"]
+    best = max(public, key=public.get)
+    shutil.copyfile(models_dir() / f"{best}.keras", models_dir() / DEFAULT_MODEL)
+    choice = {"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public}
+    (models_dir() / "default.json").write_text(json.dumps(choice, indent=2) + "\n")
+    return best
 
 
 @dataclass
