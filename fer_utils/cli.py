@@ -93,7 +93,7 @@ def cmd_set_default(args: argparse.Namespace) -> None:
     from fer_utils.inference import set_default_model
 
     best = set_default_model(args.runs)
-    print(f"models/default.keras is now {best} (best PublicTest accuracy of {len(args.runs)})")
+    print(f"models/default.keras is now {best}, the best on PublicTest (models/default.json)")
 
 
 def cmd_results_table(args: argparse.Namespace) -> None:
