@@ -20,6 +20,7 @@ from fer_utils.training import (
     class_weights,
     make_dataset,
     recalibrate_batchnorm,
+    stopping_starts,
     train,
 )
 
@@ -84,6 +85,19 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path) -> None:
     assert resumed.optimizer_steps == 4 * steps_per_epoch  # the optimizer state came back too
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]][-2:] == ["2", "3"]
+
+
+def test_early_stopping_waits_for_the_cosine_schedule_to_decay(tmp_path: Path) -> None:
+    data = synthetic(128)
+    train_set, val_set = data.split("Training"), data.split("PublicTest")
+    # Patience 0 stops at the first epoch without a new best; with a cosine schedule that
+    # may happen only from epoch 4 of 6 on, so at least 4 epochs run whatever PublicTest does.
+    config = TrainConfig("five_layer", **{**FAST, "epochs": 6, "patience": 0, "learning_rate": 0.0})
+    assert stopping_starts(config) == 4
+    assert train(config, train_set, val_set, tmp_path / "cosine", verbose=0).epochs_run >= 4
+    plateau = dataclasses.replace(config, schedule="plateau")
+    assert stopping_starts(plateau) == 0
+    assert train(plateau, train_set, val_set, tmp_path / "plateau", verbose=0).epochs_run < 4
 
 
 def test_focal_loss_with_gamma_zero_is_weighted_cross_entropy() -> None:
