@@ -192,6 +192,9 @@ def test_set_default_picks_the_best_publictest_run_and_never_privatetest(tmp_pat
     choice = json.loads((models_dir() / "default.json").read_text())
     assert choice["run_name"] == "b" and choice["candidates"] == {"a": 0.60, "b": 0.64}
 
+    (models_dir() / "b.keras").unlink()  # a fresh clone: only the default is committed
+    assert set_default_model(["a", "b"]) == "b"
+    assert (models_dir() / "default.keras").read_bytes() == b"b" * 10
     (models_dir() / "a.keras").unlink()
     with pytest.raises(
         ModelError, match=re.escape("rerun `python -m fer_utils train --run-name a`")

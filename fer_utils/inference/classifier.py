@@ -29,11 +29,24 @@ def default_model_path() -> Path:
     return Path(os.environ.get("FER_MODEL") or project_root() / "models" / DEFAULT_MODEL)
 
 
+def _run_model(run: str) -> Path | None:
+    """``models/<run>.keras``; else the committed default when it is that run's model (only the
+    default is committed, so a fresh clone can still weigh it against new runs); else None."""
+    model = models_dir() / f"{run}.keras"
+    if model.is_file():
+        return model
+    record = models_dir() / "default.json"
+    if record.is_file() and json.loads(record.read_text()).get("run_name") == run:
+        return models_dir() / DEFAULT_MODEL
+    return None
+
+
 def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     """Make the run with the best PublicTest accuracy among ``runs`` the default model: copy
     its ``models/<run>.keras`` to ``models/default.keras`` and record the choice and every
     candidate's PublicTest accuracy in ``models/default.json``. PrivateTest is never read, and
-    a model over ``max_megabytes`` (the default is committed) is left out, with a warning.
+    a model over ``max_megabytes`` (the default is committed) is left out, with a warning. The
+    current default's run may compete without its own model file.
     Both folders are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
     public = {}
     for run in runs:
@@ -43,9 +56,10 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
         record = json.loads(record_path.read_text())
         if record.get("tta"):
             raise ModelError(f"{run} is a TTA evaluation; name the run it evaluates")
-        model = models_dir() / f"{run}.keras"
-        if not model.is_file():
-            raise ModelError(f"{model} is missing: rerun `{record['command']}`")
+        model = _run_model(run)
+        if model is None:
+            path = models_dir() / f"{run}.keras"
+            raise ModelError(f"{path} is missing: rerun `{record['command']}`")
         if model.stat().st_size > max_megabytes * 2**20:
             log.warning(
                 "%s is over %g MB (the default is committed): left out", model, max_megabytes
@@ -55,7 +69,8 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     if not public:
         raise ModelError(f"none of {', '.join(runs)} has a model of at most {max_megabytes:g} MB")
     best = max(public, key=public.get)
-    shutil.copyfile(models_dir() / f"{best}.keras", models_dir() / DEFAULT_MODEL)
+    if _run_model(best) != models_dir() / DEFAULT_MODEL:
+        shutil.copyfile(_run_model(best), models_dir() / DEFAULT_MODEL)
     choice = {"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public}
     (models_dir() / "default.json").write_text(json.dumps(choice, indent=2) + "\n")
     return best
