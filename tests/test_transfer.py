@@ -99,7 +99,7 @@ def test_nt_xent_rewards_matching_views() -> None:
 def test_simclr_pretraining_lowers_its_loss(tmp_path: Path) -> None:
     images = synthetic(256).images
     # Width 16, not 8: TensorFlow 2.21's oneDNN kernels corrupt the heap training the 8-filter
-    # resnet_lite on AVX2-only CPUs (a native crash; width 16 and up train normally).
+    # resnet_lite on AVX2-only CPUs (a native crash; width 16 trains normally).
     config = PretrainConfig("resnet_lite", {"width": 16}, epochs=6, batch_size=32)
     result = pretrain(config, images, tmp_path, verbose=0)
     losses = result.history["loss"]

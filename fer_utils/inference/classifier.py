@@ -48,7 +48,7 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     a model over ``max_megabytes`` (the default is committed) is left out, with a warning. The
     current default's run may compete without its own model file.
     Both folders are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
-    public = {}
+    public, files = {}, {}
     for run in runs:
         record_path = results_dir() / f"{run}.json"
         if not record_path.is_file():
@@ -65,12 +65,12 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
                 "%s is over %g MB (the default is committed): left out", model, max_megabytes
             )
             continue
-        public[run] = record["metrics"]["PublicTest"]["accuracy"]
+        public[run], files[run] = record["metrics"]["PublicTest"]["accuracy"], model
     if not public:
         raise ModelError(f"none of {', '.join(runs)} has a model of at most {max_megabytes:g} MB")
     best = max(public, key=public.get)
-    if _run_model(best) != models_dir() / DEFAULT_MODEL:
-        shutil.copyfile(_run_model(best), models_dir() / DEFAULT_MODEL)
+    if files[best] != models_dir() / DEFAULT_MODEL:
+        shutil.copyfile(files[best], models_dir() / DEFAULT_MODEL)
     choice = {"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public}
     (models_dir() / "default.json").write_text(json.dumps(choice, indent=2) + "\n")
     return best
