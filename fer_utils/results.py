@@ -29,6 +29,19 @@ REQUIRED_KEYS = (
 )
 EVAL_SPLITS = ("PublicTest", "PrivateTest")
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+COMPARISON_START, COMPARISON_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
+NO_RESULTS = "_No results yet: train a model (see Notebook 02) to fill this table._"
+PUBLISHED: tuple[tuple[str, float, str], ...] = (
+    ("Stanford CS230 baseline (seed 004)", 64.0, "baseline"),
+    ("Stanford CS230 five-layer (seed 004)", 66.3, "five_layer"),
+    ("BU CS523 five-layer, 1000 epochs (seed 000)", 66.82, "five_layer"),
+    ("Columbia, best of three CNNs from scratch (seed 003)", 63.7, "single"),
+    ("Khaireddin & Chen 2021, VGGNet: best published single model", 73.28, "single"),
+    ("BU CS523 ensemble (seed 000)", 68.63, "ensemble"),
+    ("Stanford CS230 ensemble, with extra training data (seed 004)", 75.8, "ensemble"),
+)
+"""Published FER2013 PrivateTest accuracies (%) and the family of this project's runs that
+answers each: a registry model name, ``single`` (any one model) or ``ensemble``."""
 _PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "opencv-python-headless")
 
 
@@ -100,7 +113,7 @@ def results_table(runs: pd.DataFrame) -> str:
     macro-F1 (percent), PublicTest accuracy, training minutes; best PrivateTest first."""
     runs = runs[runs.profile != "quick"] if not runs.empty else runs
     if runs.empty:
-        return "_No results yet: train a model (see Notebook 02) to fill this table._"
+        return NO_RESULTS
     runs = runs.sort_values("PrivateTest_accuracy", ascending=False, na_position="last")
     header = (
         "| run | model | profile | PrivateTest acc. | balanced acc. | macro-F1 | PublicTest acc."
@@ -119,14 +132,58 @@ def results_table(runs: pd.DataFrame) -> str:
     return "\n".join([header, *lines])
 
 
+def _family(runs: pd.DataFrame, family: str) -> pd.DataFrame:
+    """The runs of ``family`` (see :data:`PUBLISHED`), test-time-augmented ones included."""
+    ensembles = runs.model.str.startswith("ensemble")
+    if family == "ensemble":
+        return runs[ensembles]
+    singles = runs[~ensembles]
+    if family == "single":
+        return singles
+    return singles[singles.model.str.fullmatch(rf"{re.escape(family)}( \+ TTA)?")]
+
+
+def comparison_table(runs: pd.DataFrame) -> str:
+    """Markdown table: each published result of :data:`PUBLISHED` next to this project's
+    answer, without and with TTA. The run is the family's best on PublicTest, never on
+    PrivateTest (that would pick the luckiest run on the test set); its PrivateTest accuracy
+    is what is compared."""
+    runs = runs[runs.profile != "quick"] if not runs.empty else runs
+    if runs.empty:
+        return NO_RESULTS
+    header = (
+        "| published | PrivateTest % | this project (best on PublicTest) | PrivateTest % "
+        "| with TTA | PrivateTest % |\n|---|---|---|---|---|---|"
+    )
+    lines = []
+    for source, accuracy, family in PUBLISHED:
+        members = _family(runs, family)
+        cells = []
+        for tta in (False, True):
+            chosen = members[members.model.str.endswith("+ TTA") == tta]
+            if chosen.empty:
+                cells.append("– | –")
+                continue
+            best = chosen.loc[chosen.PublicTest_accuracy.idxmax()]
+            cells.append(f"{best.run_name} | {100 * best.PrivateTest_accuracy:.2f}")
+        lines.append(f"| {source} | {accuracy:.2f} | {' | '.join(cells)} |")
+    return "\n".join([header, *lines])
+
+
+def _replace_block(text: str, start: str, end: str, body: str, readme: Path) -> str:
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} … {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
 def update_readme(readme: Path, folder: Path | None = None) -> bool:
-    """Replace the text between the results-table markers of ``readme``; True if it changed."""
+    """Regenerate the results table and the comparison with published results between their
+    markers in ``readme``; True if anything changed."""
     text = readme.read_text()
-    if TABLE_START not in text or TABLE_END not in text:
-        raise ValueError(f"{readme} has no {TABLE_START} … {TABLE_END} markers")
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    table = results_table(load_runs(folder))
-    new = f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}"
+    runs = load_runs(folder)
+    new = _replace_block(text, TABLE_START, TABLE_END, results_table(runs), readme)
+    new = _replace_block(new, COMPARISON_START, COMPARISON_END, comparison_table(runs), readme)
     readme.write_text(new)
     return new != text

@@ -10,9 +10,12 @@ import pytest
 
 from fer_utils.evaluation import metrics
 from fer_utils.results import (
+    COMPARISON_END,
+    COMPARISON_START,
     REQUIRED_KEYS,
     TABLE_END,
     TABLE_START,
+    comparison_table,
     load_runs,
     update_readme,
     write_run,
@@ -53,7 +56,9 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     assert sorted(runs.run_name) == ["smoke", "strong", "weak"]
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{TABLE_START}\nold\n{TABLE_END}\noutro\n")
+    readme.write_text(
+        f"intro\n{TABLE_START}\nold\n{TABLE_END}\n{COMPARISON_START}\n{COMPARISON_END}\noutro\n"
+    )
     assert update_readme(readme, tmp_path)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
@@ -61,3 +66,35 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     assert "| 100.00 |" in text
     assert "smoke" not in text  # quick-profile smoke runs stay out of the README
     assert not update_readme(readme, tmp_path)  # idempotent
+
+
+def test_comparison_chooses_runs_on_publictest_never_on_privatetest(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("FER_RESULTS", str(tmp_path))
+    labels = np.arange(100) % 7
+
+    def right(count: int) -> np.ndarray:
+        """Probabilities that get exactly the first ``count`` of 100 faces right."""
+        return np.eye(7)[np.where(np.arange(100) < count, labels, (labels + 1) % 7)]
+
+    for name, model, public, private, profile in (
+        ("lucky", "five_layer", 50, 90, "cpu"),  # best on PrivateTest: must not be chosen
+        ("chosen", "five_layer", 80, 60, "cpu"),
+        ("chosen-tta", "five_layer + TTA", 85, 65, "cpu"),
+        ("ens", "ensemble of 3", 90, 70, "cpu"),
+        ("smoke", "five_layer", 100, 100, "quick"),
+    ):
+        splits = {"PublicTest": (labels, right(public)), "PrivateTest": (labels, right(private))}
+        write_run(name, model, "cmd", profile, "abc", 1.0, splits)
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in comparison_table(load_runs(tmp_path)).splitlines()[2:]
+    }
+    assert rows["Stanford CS230 five-layer (seed 004)"].endswith(
+        "| 66.30 | chosen | 60.00 | chosen-tta | 65.00 |"
+    )
+    assert rows["Stanford CS230 baseline (seed 004)"].endswith("| 64.00 | – | – | – | – |")
+    assert rows["BU CS523 ensemble (seed 000)"].endswith("| 68.63 | ens | 70.00 | – | – |")
+    assert "lucky" not in rows["Columbia, best of three CNNs from scratch (seed 003)"]
+    assert not any("smoke" in row for row in rows.values())
