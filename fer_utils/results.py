@@ -108,10 +108,15 @@ def load_runs(folder: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _reported(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the README reports: all but quick-profile smoke runs."""
+    return runs[runs.profile != "quick"] if not runs.empty else runs
+
+
 def results_table(runs: pd.DataFrame) -> str:
     """Markdown table of the non-quick runs: PrivateTest accuracy, balanced accuracy and
     macro-F1 (percent), PublicTest accuracy, training minutes; best PrivateTest first."""
-    runs = runs[runs.profile != "quick"] if not runs.empty else runs
+    runs = _reported(runs)
     if runs.empty:
         return NO_RESULTS
     runs = runs.sort_values("PrivateTest_accuracy", ascending=False, na_position="last")
@@ -148,7 +153,7 @@ def comparison_table(runs: pd.DataFrame) -> str:
     answer, without and with TTA. The run is the family's best on PublicTest, never on
     PrivateTest (that would pick the luckiest run on the test set); its PrivateTest accuracy
     is what is compared."""
-    runs = runs[runs.profile != "quick"] if not runs.empty else runs
+    runs = _reported(runs)
     if runs.empty:
         return NO_RESULTS
     header = (
