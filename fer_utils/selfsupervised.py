@@ -156,6 +156,7 @@ def pretrain(
         epochs=config.epochs,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # pair_dataset shuffles; Keras would only warn
     )
     return PretrainResult(model, history.history, time.perf_counter() - start)
 

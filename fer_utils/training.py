@@ -380,7 +380,12 @@ def train(
         )
     start = time.perf_counter()
     history = model.fit(
-        data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks, verbose=verbose
+        data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # tf.data already reshuffles every epoch; Keras would only warn
     )
     seconds = time.perf_counter() - start
     steps_done = int(model.optimizer.iterations.numpy())
