@@ -194,11 +194,14 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     from fer_utils.training import command_line
 
     validation = ens.load_split(args.runs, ens.SELECTION_SPLIT)
-    methods = {
-        "greedy": lambda v: ens.greedy_selection(v)[0], "weights": ens.fit_weights,
-        "uniform": ens.uniform,
-    }  # fmt: skip
-    chosen = methods[args.method](validation)
+    if args.method == "cv":
+        chosen, scores = ens.cross_validated(validation)
+        print(
+            "5-fold cross-validated accuracy within PublicTest:",
+            {k: round(v, 4) for k, v in scores.items()},
+        )
+    else:
+        chosen = ens.METHODS[args.method](validation)
     models = ens.load_member_models(chosen.names) if args.teacher_out else {}  # fail early
     record = ens.record_ensemble(chosen, args.name, validation, command_line())
     print(f"{args.name}: members {chosen.describe()}")
@@ -316,7 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ensemble", help="soft-voting ensemble of trained runs, chosen on PublicTest"
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run names with results/predictions")
-    p.add_argument("--method", default="greedy", choices=["greedy", "weights", "uniform"])
+    p.add_argument(
+        "--method",
+        default="greedy",
+        choices=["greedy", "weights", "uniform", "cv"],
+        help="cv: whichever method cross-validates best within PublicTest",
+    )
     p.add_argument("--name", default="ensemble", help="run name of the ensemble's results")
     p.add_argument("--teacher-out", help="also write its Training probabilities (for --teacher)")
     _add_data_args(p)

@@ -7,8 +7,8 @@ but PublicTest; PrivateTest is loaded separately, only to evaluate an ensemble a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +127,43 @@ def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[En
     return Ensemble(names, counts[chosen] / counts.sum()), order
 
 
+METHODS: dict[str, Callable[[SplitPredictions], Ensemble]] = {
+    "greedy": lambda validation: greedy_selection(validation)[0],
+    "weights": fit_weights,
+    "uniform": uniform,
+}
+
+
+def cross_validate(validation: SplitPredictions, folds: int = 5, seed: int = 0) -> dict[str, float]:
+    """Held-out accuracy of each of :data:`METHODS` by stratified ``folds``-fold cross-validation
+    within PublicTest (fitted on the other folds, scored on each, averaged): how well a method's
+    choices carry over to faces it did not fit, judged without touching PrivateTest."""
+    from sklearn.model_selection import StratifiedKFold
+
+    _require_selection_split(validation)
+    scores: dict[str, list[float]] = {name: [] for name in METHODS}
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for fit_rows, held_rows in splitter.split(validation.labels, validation.labels):
+        fit, held = (
+            replace(
+                validation,
+                labels=validation.labels[rows],
+                probabilities=validation.probabilities[:, rows],
+            )
+            for rows in (fit_rows, held_rows)
+        )
+        for name, method in METHODS.items():
+            scores[name].append(metrics(held.labels, method(fit).predict(held))["accuracy"])
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def cross_validated(validation: SplitPredictions) -> tuple[Ensemble, dict[str, float]]:
+    """The ensemble of the method that :func:`cross_validate` scores best, refitted on all of
+    PublicTest, with every method's cross-validated accuracy."""
+    scores = cross_validate(validation)
+    return METHODS[max(scores, key=scores.__getitem__)](validation), scores
+
+
 def accuracy_by_size(
     order: Sequence[str], validation: SplitPredictions, test: SplitPredictions
 ) -> list[dict]:
@@ -219,14 +256,19 @@ def load_member_models(names: Sequence[str]) -> dict:
     return models
 
 
-def teacher_probabilities(ensemble: Ensemble, models: dict, faces: np.ndarray) -> np.ndarray:
+def teacher_probabilities(
+    ensemble: Ensemble, models: dict, faces: np.ndarray, progress: bool = False
+) -> np.ndarray:
     """The ensemble's probabilities for new ``faces`` (e.g. the Training split, as soft targets
-    for a distilled student), from its members' models; ``-tta`` members predict with TTA."""
+    for a distilled student), from its members' models; ``-tta`` members predict with TTA
+    (``progress``: a bar over members)."""
+    from tqdm.auto import tqdm
+
     from fer_utils.evaluation import predict
 
     members = [
         predict(models[n.removesuffix("-tta")], faces, tta=n.endswith("-tta"))
-        for n in ensemble.names
+        for n in tqdm(ensemble.names, desc="teacher members", unit="member", disable=not progress)
     ]
     return soft_vote(np.stack(members), ensemble.weights).astype(np.float32)
 
@@ -235,7 +277,7 @@ def write_teacher(ensemble: Ensemble, models: dict, train, path: Path) -> Path:
     """Save the ensemble's probabilities on ``train`` (a Dataset) with each row's source index:
     the file that ``TrainConfig(soft_targets="teacher", teacher=path)`` reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    probabilities = teacher_probabilities(ensemble, models, train.images)
+    probabilities = teacher_probabilities(ensemble, models, train.images, progress=True)
     np.savez_compressed(path, source_index=train.source_index, probabilities=probabilities)
     return path
 

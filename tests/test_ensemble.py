@@ -92,6 +92,25 @@ def test_selection_prefers_the_better_member_and_records_the_ensemble(three_memb
     assert record["metrics"]["PrivateTest"]["accuracy"] == pytest.approx(0.6)
 
 
+def test_cross_validation_within_public_test_rejects_a_method_that_does_not_carry_over():
+    """One right member and three that agree on the same wrong class: voting them all is
+    wrong everywhere, so cross-validation must score uniform voting near 0 and choose a
+    fitted method, whose ensemble is then right; PrivateTest is refused."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(70) % 7
+    wrong = one_hot(list((labels + 1) % 7), 0.9)
+    members = np.stack([one_hot(list(labels), 0.6), wrong, wrong, wrong])
+    names = ("right", "wrong1", "wrong2", "wrong3")
+    order = rng.permutation(len(labels))
+    validation = ens.SplitPredictions("PublicTest", labels[order], names, members[:, order])
+    scores = ens.cross_validate(validation)
+    assert scores["uniform"] < 0.05 and scores["greedy"] > 0.95 and scores["weights"] > 0.95
+    chosen, _ = ens.cross_validated(validation)
+    assert metrics(validation.labels, chosen.predict(validation))["accuracy"] == 1.0
+    with pytest.raises(ValueError, match="chosen on PublicTest only"):
+        ens.cross_validate(ens.SplitPredictions("PrivateTest", labels, names, members))
+
+
 def test_tta_of_a_flip_invariant_model_changes_nothing():
     keras.utils.set_random_seed(0)
     # values in 0-1: on 0-255 the flat model's softmax saturates and hides what a flip changes
