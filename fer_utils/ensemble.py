@@ -20,6 +20,7 @@ from fer_utils.config import results_dir
 from fer_utils.evaluation import metrics
 
 SELECTION_SPLIT = "PublicTest"
+MIN_WEIGHT = 1e-3  # fitted weights below this are dropped
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,20 @@ def uniform(validation: SplitPredictions) -> Ensemble:
 
 
 def fit_weights(validation: SplitPredictions) -> Ensemble:
-    """Weights on the simplex minimising PublicTest log-loss (softmax-parameterised, L-BFGS)."""
+    """Weights on the simplex minimising PublicTest log-loss (softmax-parameterised, L-BFGS);
+    members weighted below :data:`MIN_WEIGHT` are left out."""
     _require_selection_split(validation)
     labels, members = validation.labels, validation.probabilities
 
     def loss(logits: np.ndarray) -> float:
         return _log_loss(labels, soft_vote(members, softmax(logits)))
 
-    best = minimize(loss, np.zeros(len(members)), method="L-BFGS-B")
-    return Ensemble(validation.names, softmax(best.x))
+    weights = softmax(minimize(loss, np.zeros(len(members)), method="L-BFGS-B").x)
+    # softmax weights are never exactly 0: drop the negligible ones, so that the ensemble (and a
+    # teacher built from it) needs only the members that matter
+    keep = weights >= MIN_WEIGHT
+    names = tuple(n for n, k in zip(validation.names, keep, strict=True) if k)
+    return Ensemble(names, weights[keep] / weights[keep].sum())
 
 
 def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[Ensemble, list]:

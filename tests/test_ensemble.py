@@ -105,6 +105,7 @@ def test_cross_validation_within_public_test_rejects_a_method_that_does_not_carr
     validation = ens.SplitPredictions("PublicTest", labels[order], names, members[:, order])
     scores = ens.cross_validate(validation)
     assert scores["uniform"] < 0.05 and scores["greedy"] > 0.95 and scores["weights"] > 0.95
+    assert ens.fit_weights(validation).names == ("right",)  # negligible weights are dropped
     chosen, _ = ens.cross_validated(validation)
     assert metrics(validation.labels, chosen.predict(validation))["accuracy"] == 1.0
     with pytest.raises(ValueError, match="chosen on PublicTest only"):
