@@ -91,7 +91,7 @@ def bench(model_name: str, policy: str, jit: bool, batch: int, augment: str, ste
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", nargs="+", default=["baseline", "five_layer", "resnet_lite", "vgg"]
+        "--models", nargs="+", default=["baseline", "five_layer", "fast_cnn", "resnet_lite", "vgg"]
     )
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--jit", nargs="+", default=["off"], choices=["on", "off"])

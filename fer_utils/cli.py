@@ -196,14 +196,16 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     validation = ens.load_split(args.runs, ens.SELECTION_SPLIT)
     if args.method == "cv":
         chosen, scores = ens.cross_validated(validation)
-        print(
-            "5-fold cross-validated accuracy within PublicTest:",
-            {k: round(v, 4) for k, v in scores.items()},
-        )
+        method = max(scores, key=scores.__getitem__)
     else:
-        chosen = ens.METHODS[args.method](validation)
+        scores = ens.cross_validate(validation, [args.method])
+        chosen, method = ens.METHODS[args.method](validation), args.method
+    print(
+        "5-fold cross-validated accuracy within PublicTest:",
+        {k: round(v, 4) for k, v in scores.items()},
+    )
     models = ens.load_member_models(chosen.names) if args.teacher_out else {}  # fail early
-    record = ens.record_ensemble(chosen, args.name, validation, command_line())
+    record = ens.record_ensemble(chosen, args.name, validation, command_line(), scores[method])
     print(f"{args.name}: members {chosen.describe()}")
     for split, values in record["metrics"].items():
         print(f"  {split:<11} accuracy {values['accuracy']:.4f}  balanced "
@@ -267,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a registered model; writes models/ and results/")
     _add_data_args(p)
-    p.add_argument("--model", required=True, help="baseline, five_layer, vgg, resnet_lite")
+    p.add_argument(
+        "--model", required=True, help="baseline, five_layer, fast_cnn, vgg, resnet_lite, transfer"
+    )
     p.add_argument("--model-kwargs", default="{}", help="JSON, e.g. '{\"width\": 0.5}'")
     p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     p.add_argument("--run-name", help="default: <model>-<profile>-s<seed>")

@@ -18,7 +18,7 @@ SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 
 IMAGE_SIZE = 48
 
-AUGMENTATIONS: tuple[str, ...] = ("none", "basic", "erasing", "mixup", "lighting")
+AUGMENTATIONS: tuple[str, ...] = ("none", "light", "basic", "erasing", "mixup", "lighting")
 """Training-time augmentations (see :func:`fer_utils.training.augmenter`)."""
 
 

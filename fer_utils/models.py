@@ -169,6 +169,29 @@ def vgg(width: float = 1.0, dropout: float = 0.5, dense: int = 1024) -> keras.Mo
     return keras.Model(faces, _classifier(x), name="vgg")
 
 
+@register("fast_cnn")
+def fast_cnn(
+    width: int = 32, depth: tuple[int, ...] = (1, 1, 1, 1), dense: int = 512, dropout: float = 0.4
+) -> keras.Model:
+    """This project's CPU-efficient net: plain conv–BN–ReLU stages at 48, 24, 12 and 6 pixels
+    (a 5×5 stem, then 3×3) with width·(1, 2, 4, 8) filters, each stage ``depth[i]`` convolutions
+    and a 3×3 stride-2 max-pool, then a dense layer on the 3×3 map. Few, wide layers: on a CPU
+    time follows multiply-adds, and each extra layer also costs a memory round trip, so the
+    budget goes to width at low resolution rather than to depth at high resolution."""
+    faces, x = _inputs()
+    for stage, count in enumerate(depth):
+        for k in range(count):
+            kernel = 5 if stage == k == 0 else 3
+            x = _conv_bn_relu(x, width * 2**stage, kernel, name=f"stage{stage + 1}_{k + 1}")
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"stage{stage + 1}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense, use_bias=False, name="fc")(x)
+    x = layers.BatchNormalization(name="fc_bn")(x)
+    x = layers.ReLU(name="fc_relu")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(faces, _classifier(x), name="fast_cnn")
+
+
 def _residual(x, filters: int, strides: int, name: str):
     """A basic pre-activation-free residual block: two 3×3 conv–BN, projection when needed."""
     shortcut = x
@@ -188,9 +211,10 @@ def _residual(x, filters: int, strides: int, name: str):
 def resnet_lite(
     width: int = 32, blocks: tuple[int, ...] = (1, 2, 2), dropout: float = 0.3
 ) -> keras.Model:
-    """This project's CPU-efficient net: a 3×3 stem at full 48×48 resolution, then residual
-    stages at 24×24, 12×12 and 6×6 (downsampling early keeps the FLOPs where they pay), with
-    width·(2, 4, 8) filters, global average pooling (no large dense layer) and dropout."""
+    """A small residual net, the encoder SimCLR pretrains in notebook 03: a 3×3 stem at 48×48,
+    then residual stages at 24×24, 12×12 and 6×6 with width·(2, 4, 8) filters, global average
+    pooling (no large dense layer) and dropout. At width 16 it has a third more multiply-adds
+    than :func:`fast_cnn`, and its many narrow layers train several times slower on a CPU."""
     faces, x = _inputs()
     x = _conv_bn_relu(x, width, name="stem")
     for stage, count in enumerate(blocks):

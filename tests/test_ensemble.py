@@ -110,6 +110,26 @@ def test_cross_validation_within_public_test_rejects_a_method_that_does_not_carr
         ens.cross_validate(ens.SplitPredictions("PrivateTest", labels, names, members))
 
 
+def test_every_ensemble_run_records_its_cross_validated_publictest_accuracy():
+    """The ``ensemble`` command stores the held-out score its method earns within PublicTest,
+    which is what ensembles are ranked by (their own PublicTest accuracy is in-sample)."""
+    from fer_utils.cli import main
+
+    labels = np.arange(70) % 7
+    wrong = one_hot(list((labels + 1) % 7), 0.9)
+    for name, probs in (
+        ("right", one_hot(list(labels), 0.6)),
+        ("wrong1", wrong),
+        ("wrong2", wrong),
+    ):
+        save_member(name, {s: (labels, probs) for s in ("PublicTest", "PrivateTest")})
+    for method, expected in (("uniform", 0.0), ("greedy", 1.0), ("cv", 1.0)):
+        assert main(["ensemble", "right", "wrong1", "wrong2", "--method", method,
+                     "--name", f"toy-{method}"]) == 0  # fmt: skip
+        record = json.loads((results_dir() / f"toy-{method}.json").read_text())
+        assert record["cv_accuracy"] == pytest.approx(expected)
+
+
 def test_tta_of_a_flip_invariant_model_changes_nothing():
     keras.utils.set_random_seed(0)
     # values in 0-1: on 0-255 the flat model's softmax saturates and hides what a flip changes

@@ -78,15 +78,18 @@ def test_comparison_chooses_runs_on_publictest_never_on_privatetest(
         """Probabilities that get exactly the first ``count`` of 100 faces right."""
         return np.eye(7)[np.where(np.arange(100) < count, labels, (labels + 1) % 7)]
 
-    for name, model, public, private, profile in (
-        ("lucky", "five_layer", 50, 90, "cpu"),  # best on PrivateTest: must not be chosen
-        ("chosen", "five_layer", 80, 60, "cpu"),
-        ("chosen-tta", "five_layer + TTA", 85, 65, "cpu"),
-        ("ens", "ensemble of 3", 90, 70, "cpu"),
-        ("smoke", "five_layer", 100, 100, "quick"),
+    for name, model, public, private, profile, extra in (
+        ("lucky", "five_layer", 50, 90, "cpu", None),  # best on PrivateTest: must not be chosen
+        ("chosen", "five_layer", 80, 60, "cpu", None),
+        ("chosen-tta", "five_layer + TTA", 85, 65, "cpu", None),
+        # ensembles are fitted on PublicTest: ranked by their cross-validated score there
+        ("overfit-ens", "ensemble of 9", 99, 68, "cpu", {"cv_accuracy": 0.7}),
+        ("ens", "ensemble of 3", 90, 70, "cpu", {"cv_accuracy": 0.8}),
+        ("unscored-ens", "ensemble of 2", 95, 95, "cpu", None),  # no CV score: not ranked
+        ("smoke", "five_layer", 100, 100, "quick", None),
     ):
         splits = {"PublicTest": (labels, right(public)), "PrivateTest": (labels, right(private))}
-        write_run(name, model, "cmd", profile, "abc", 1.0, splits)
+        write_run(name, model, "cmd", profile, "abc", 1.0, splits, extra)
     rows = {
         line.split(" | ")[0].lstrip("| "): line
         for line in comparison_table(load_runs(tmp_path)).splitlines()[2:]

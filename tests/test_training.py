@@ -122,7 +122,7 @@ def test_class_weights_for_a_known_label_vector() -> None:
     assert np.allclose(weights, [n / (7 * 6), n / (7 * 3)] + [n / (7 * 3)] * 5)
 
 
-@pytest.mark.parametrize("kind", ["basic", "erasing", "mixup"])
+@pytest.mark.parametrize("kind", ["light", "basic", "erasing", "mixup"])
 def test_augmentation_keeps_shape_range_and_labels(kind: str) -> None:
     data = synthetic(64)
     y = np.eye(7, dtype=np.float32)[data.labels]
