@@ -111,6 +111,15 @@ def _classifier(x: keras.KerasTensor) -> keras.KerasTensor:
     return layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="emotion")(x)
 
 
+def _dense_head(x: keras.KerasTensor, units: int, dropout: float) -> keras.KerasTensor:
+    """Flatten, a dense–BN–ReLU layer of ``units``, dropout, and the softmax classifier."""
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(units, use_bias=False, name="fc")(x)
+    x = layers.BatchNormalization(name="fc_bn")(x)
+    x = layers.ReLU(name="fc_relu")(x)
+    return _classifier(layers.Dropout(dropout, name="dropout")(x))
+
+
 def _conv_bn_relu(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
     x = layers.Conv2D(
         filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
@@ -144,12 +153,7 @@ def five_layer(dropout: float = 0.3, dense: int = 1024) -> keras.Model:
     for k, (filters, kernel) in enumerate(((32, 5), (32, 4), (64, 5)), start=1):
         x = _conv_bn_relu(x, filters, kernel, name=f"conv{k}")
         x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{k}")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(dense, use_bias=False, name="fc")(x)
-    x = layers.BatchNormalization(name="fc_bn")(x)
-    x = layers.ReLU(name="fc_relu")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model(faces, _classifier(x), name="five_layer")
+    return keras.Model(faces, _dense_head(x, dense, dropout), name="five_layer")
 
 
 @register("vgg")
@@ -184,12 +188,7 @@ def fast_cnn(
             kernel = 5 if stage == k == 0 else 3
             x = _conv_bn_relu(x, width * 2**stage, kernel, name=f"stage{stage + 1}_{k + 1}")
         x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"stage{stage + 1}_pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(dense, use_bias=False, name="fc")(x)
-    x = layers.BatchNormalization(name="fc_bn")(x)
-    x = layers.ReLU(name="fc_relu")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model(faces, _classifier(x), name="fast_cnn")
+    return keras.Model(faces, _dense_head(x, dense, dropout), name="fast_cnn")
 
 
 def _residual(x, filters: int, strides: int, name: str):
