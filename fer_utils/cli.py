@@ -194,18 +194,16 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     from fer_utils.training import command_line
 
     validation = ens.load_split(args.runs, ens.SELECTION_SPLIT)
-    if args.method == "cv":
-        chosen, scores = ens.cross_validated(validation)
-        method = max(scores, key=scores.__getitem__)
-    else:
-        scores = ens.cross_validate(validation, [args.method])
-        chosen, method = ens.METHODS[args.method](validation), args.method
+    candidates = tuple(ens.METHODS) if args.method == "cv" else (args.method,)
+    chosen, scores = ens.cross_validated(validation, candidates)
     print(
         "5-fold cross-validated accuracy within PublicTest:",
         {k: round(v, 4) for k, v in scores.items()},
     )
     models = ens.load_member_models(chosen.names) if args.teacher_out else {}  # fail early
-    record = ens.record_ensemble(chosen, args.name, validation, command_line(), scores[method])
+    record = ens.record_ensemble(
+        chosen, args.name, validation, command_line(), max(scores.values())
+    )
     print(f"{args.name}: members {chosen.describe()}")
     for split, values in record["metrics"].items():
         print(f"  {split:<11} accuracy {values['accuracy']:.4f}  balanced "

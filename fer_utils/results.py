@@ -102,7 +102,7 @@ def load_runs(folder: Path | None = None) -> pd.DataFrame:
         if not all(key in record for key in REQUIRED_KEYS):
             continue
         row = {k: record[k] for k in ("run_name", "model", "profile", "train_seconds")}
-        row["cv_accuracy"] = record.get("cv_accuracy", np.nan)  # ensembles: see below
+        row["cv_accuracy"] = record.get("cv_accuracy", np.nan)  # see _selection_score
         for split, values in record["metrics"].items():
             row.update({f"{split}_{k}": v for k, v in values.items()})
         rows.append(row)
