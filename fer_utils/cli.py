@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="SimCLR pretraining on the Training faces, no labels")
     _add_data_args(p)
-    p.add_argument("--model", default="resnet_lite", help="registry architecture to pretrain")
+    p.add_argument("--model", default="fast_cnn", help="registry architecture to pretrain")
     p.add_argument("--model-kwargs", default="{}", help="JSON, e.g. '{\"width\": 16}'")
     p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     p.add_argument("--run-name", help="default: simclr-<model>-<profile>")

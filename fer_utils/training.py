@@ -204,7 +204,7 @@ class TrainConfig:
 
     def describe(self) -> str:
         """The model as results tables name it, e.g. ``five_layer + clahe`` or
-        ``resnet_lite (from simclr-cpu), 10% labels``."""
+        ``fast_cnn (from simclr-fast_cnn-cpu), 10% labels``."""
         text = self.model
         if self.correction != "none":
             text += f" + {self.correction}"
