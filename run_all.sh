@@ -4,7 +4,8 @@
 #   ./run_all.sh                       set up .venv on first use, run every notebook (quick)
 #   ./run_all.sh --profile cpu         full data, budgets for 2 CPU cores (full: GPU budgets)
 #   ./run_all.sh --only 01             run one notebook (repeatable: --only 01 --only 02)
-#   ./run_all.sh --data PATH --seed 1  data file/folder (else $FER2013_PATH, then data/)
+#   ./run_all.sh --data PATH --seed 1  data file/folder (else $FER2013_PATH, then data/); seed
+#                                      (else each notebook's own: that of its committed runs)
 #   ./run_all.sh --tests               set up .venv, then ruff and pytest (extra args go to pytest)
 #
 # Executed copies go to outputs/<profile>/; the committed notebooks are never overwritten.
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV="${FER_VENV:-.venv}"
-profile="" data="${FER2013_PATH:-}" seed=0 only=() tests=0 pytest_args=()
+profile="" data="${FER2013_PATH:-}" seed="" only=() tests=0 pytest_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -21,7 +22,7 @@ while [[ $# -gt 0 ]]; do
     --seed) seed="$2"; shift 2 ;;
     --only) only+=("$2"); shift 2 ;;
     --tests) tests=1; shift; pytest_args=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,8 +85,9 @@ for notebook in notebooks/[0-9][0-9]_*.ipynb; do
     for n in "${only[@]}"; do [[ "$name" == "$n"_* || "$name" == "$n" ]] && wanted=1; done
     [[ $wanted -eq 1 ]] || continue
   fi
-  echo "== $name (profile $profile, seed $seed) =="
-  params=(-p profile "$profile" -p seed "$seed")
+  echo "== $name (profile $profile, seed ${seed:-the notebook's}) =="
+  params=(-p profile "$profile")
+  [[ -n "$seed" ]] && params+=(-p seed "$seed")
   [[ -n "$data" ]] && params+=(-p data_path "$data")
   if ! papermill "$notebook" "$out/$name" "${params[@]}" --cwd notebooks -k python3 --progress-bar; then
     echo "FAILED: $name — the executed copy with the error is $out/$name" >&2
