@@ -85,7 +85,7 @@ for notebook in notebooks/[0-9][0-9]_*.ipynb; do
     for n in "${only[@]}"; do [[ "$name" == "$n"_* || "$name" == "$n" ]] && wanted=1; done
     [[ $wanted -eq 1 ]] || continue
   fi
-  echo "== $name (profile $profile, seed ${seed:-the notebook's}) =="
+  echo "== $name (profile $profile, seed ${seed:-of the notebook}) =="
   params=(-p profile "$profile")
   [[ -n "$seed" ]] && params+=(-p seed "$seed")
   [[ -n "$data" ]] && params+=(-p data_path "$data")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import papermill
@@ -115,3 +116,13 @@ def test_notebook_04_compares_corrections_and_lighting_robustness(tmp_path: Path
             "04_lighting_robustness"} <= figures  # fmt: skip
     table = Path(os.environ["FER_RESULTS"]) / "lighting-robustness-quick.csv"
     assert len(table.read_text().splitlines()) == 1 + 8 * 5 * 2  # 8 models, 5 shifts, 0 and 0.5
+
+
+def test_run_all_script_parses_and_documents_its_options() -> None:
+    """bash parses a script only as far as it runs: ``--tests`` exits before the notebook loop,
+    so a quoting slip there would pass CI and break every notebook run. Parse all of it."""
+    script = ROOT / "run_all.sh"
+    syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+    usage = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    assert all(f"--{option}" in usage.stdout for option in ("profile", "only", "data", "tests"))
