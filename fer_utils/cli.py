@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method",
         default="greedy",
-        choices=["greedy", "weights", "uniform", "cv"],
+        choices=["greedy", "weights", "stacking", "uniform", "cv"],
         help="cv: whichever method cross-validates best within PublicTest",
     )
     p.add_argument("--name", default="ensemble", help="run name of the ensemble's results")

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import softmax
+from scipy.special import log_softmax, softmax
 
 from fer_utils.config import results_dir
 from fer_utils.evaluation import metrics
 
 SELECTION_SPLIT = "PublicTest"
-MIN_WEIGHT = 1e-3  # fitted weights below this are dropped
+MIN_WEIGHT = 1e-3  # fitted weights below this (in magnitude) are dropped
+STACKING_L2 = 0.01  # ridge penalty of fit_stacking, chosen by cross-validation within PublicTest
+EPS = 1e-7  # probabilities are clipped to [EPS, 1] before taking logs
 
 
 @dataclass(frozen=True)
@@ -62,15 +64,24 @@ def soft_vote(probabilities: np.ndarray, weights: np.ndarray | None = None) -> n
 
 @dataclass(frozen=True)
 class Ensemble:
-    """Members with their voting weights (summing to 1)."""
+    """Members with their weights. ``pool="linear"``: the weighted mean of the members'
+    probabilities (weights sum to 1); ``pool="log"``: the softmax of the weighted sum of their
+    log-probabilities (weights of any sign and size: see :func:`fit_stacking`)."""
 
     names: tuple[str, ...]
     weights: np.ndarray
+    pool: str = "linear"
+
+    def combine(self, members: np.ndarray) -> np.ndarray:
+        """The ensemble's probabilities (N × 7) from its members' (members × N × 7)."""
+        if self.pool == "log":
+            logits = np.tensordot(self.weights, np.log(np.clip(members, EPS, 1)), axes=1)
+            return softmax(logits, axis=-1)
+        return soft_vote(members, self.weights)
 
     def predict(self, data: SplitPredictions) -> np.ndarray:
         """The ensemble's probabilities on ``data`` (which must hold every member)."""
-        members = np.stack([data.member(n) for n in self.names])
-        return soft_vote(members, self.weights)
+        return self.combine(np.stack([data.member(n) for n in self.names]))
 
     def describe(self) -> dict[str, float]:
         return {n: round(float(w), 4) for n, w in zip(self.names, self.weights, strict=True)}
@@ -111,6 +122,32 @@ def fit_weights(validation: SplitPredictions) -> Ensemble:
     return Ensemble(names, weights[keep] / weights[keep].sum())
 
 
+def fit_stacking(validation: SplitPredictions, l2: float = STACKING_L2) -> Ensemble:
+    """Stacking (Wolpert, 1992) in log space: the ensemble's logits are a weighted sum of the
+    members' log-probabilities, with weights of any sign fitted by ridge-penalised PublicTest
+    log-loss (L-BFGS with the analytic gradient). A negative weight subtracts what a member
+    shares with the others (e.g. a run's plain predictions from its TTA ones), and the weights'
+    sum acts as a temperature; members with weights below :data:`MIN_WEIGHT` in magnitude are
+    left out."""
+    _require_selection_split(validation)
+    labels = validation.labels
+    rows = np.arange(len(labels))
+    logs = np.log(np.clip(validation.probabilities, EPS, 1))
+
+    def loss_and_gradient(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        log_p = log_softmax(np.tensordot(weights, logs, axes=1), axis=1)
+        residual = np.exp(log_p)
+        residual[rows, labels] -= 1  # d(log-loss)/d(logits)
+        gradient = np.einsum("nk,mnk->m", residual, logs) / len(labels) + 2 * l2 * weights
+        return -log_p[rows, labels].mean() + l2 * float(weights @ weights), gradient
+
+    start = np.full(len(logs), 1 / len(logs))
+    weights = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B").x
+    keep = np.abs(weights) >= MIN_WEIGHT
+    names = tuple(n for n, k in zip(validation.names, keep, strict=True) if k)
+    return Ensemble(names, weights[keep], pool="log")
+
+
 def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[Ensemble, list]:
     """Forward selection with replacement (Caruana et al., 2004): add, ``rounds`` times, the
     member whose addition gives the best PublicTest accuracy (log-loss breaks ties); weights
@@ -136,6 +173,7 @@ def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[En
 METHODS: dict[str, Callable[[SplitPredictions], Ensemble]] = {
     "greedy": lambda validation: greedy_selection(validation)[0],
     "weights": fit_weights,
+    "stacking": fit_stacking,
     "uniform": uniform,
 }
 
@@ -220,7 +258,7 @@ def record_ensemble(
     path = write_run(
         run_name, f"ensemble of {len(ensemble.names)}", command, records[0]["profile"],
         records[0]["data_sha256"], sum(r["train_seconds"] for r in records), predictions,
-        {"members": ensemble.describe()}
+        {"members": ensemble.describe(), "pool": ensemble.pool}
         | ({} if cv_accuracy is None else {"cv_accuracy": round(float(cv_accuracy), 6)}),
     )  # fmt: skip
     return json.loads(path.read_text())
@@ -291,7 +329,7 @@ def teacher_probabilities(
         predict(models[n.removesuffix("-tta")], faces, tta=n.endswith("-tta"))
         for n in tqdm(ensemble.names, desc="teacher members", unit="member", disable=not progress)
     ]
-    return soft_vote(np.stack(members), ensemble.weights).astype(np.float32)
+    return ensemble.combine(np.stack(members)).astype(np.float32)
 
 
 def write_teacher(ensemble: Ensemble, models: dict, train, path: Path) -> Path:

@@ -7,6 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 from fer_utils import ensemble as ens
 from fer_utils.config import results_dir
@@ -70,7 +71,7 @@ def test_selection_never_reads_private_test(three_members):
     with pytest.raises(KeyError, match="no PrivateTest predictions"):
         ens.load_split(["a"], "PrivateTest")
     private = ens.SplitPredictions("PrivateTest", np.array(labels), ("a",), members["a"][None])
-    for fit in (ens.uniform, ens.fit_weights, ens.greedy_selection):
+    for fit in (ens.uniform, ens.fit_weights, ens.greedy_selection, ens.fit_stacking):
         with pytest.raises(ValueError, match="chosen on PublicTest only"):
             fit(private)
 
@@ -108,6 +109,30 @@ def test_cross_validation_within_public_test_rejects_a_method_that_does_not_carr
     assert metrics(validation.labels, chosen.predict(validation))["accuracy"] == 1.0
     with pytest.raises(ValueError, match="chosen on PublicTest only"):
         ens.cross_validate(ens.SplitPredictions("PrivateTest", labels, names, members))
+
+
+def test_stacking_subtracts_what_members_share_and_beats_any_convex_vote():
+    """Member A sees the true class through noise that member B sees alone: A's logits minus
+    B's are the clean signal. No convex vote can subtract, so voting stays as noisy as A;
+    log-space stacking learns a negative weight for B and is right on faces it did not fit.
+    Identical members with weights summing to 1 pool back to the member itself."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 1400)
+    noise = rng.normal(0, 3, (len(labels), 7))
+    signal = 3 * np.eye(7)[labels]
+    members = np.stack([softmax(signal + noise, axis=1), softmax(noise, axis=1)])
+    fit, held = slice(0, 700), slice(700, None)
+    validation = ens.SplitPredictions("PublicTest", labels[fit], ("a", "b"), members[:, fit])
+    heldout = ens.SplitPredictions("PublicTest", labels[held], ("a", "b"), members[:, held])
+    stacked, voted = ens.fit_stacking(validation), ens.fit_weights(validation)
+    weights = stacked.describe()
+    assert stacked.pool == "log" and weights["b"] < -0.5 * weights["a"] < 0
+    stacked_acc, voted_acc = (
+        metrics(heldout.labels, e.predict(heldout))["accuracy"] for e in (stacked, voted)
+    )
+    assert stacked_acc > 0.95 > voted_acc + 0.2
+    same = ens.Ensemble(("a", "a"), np.array([0.3, 0.7]), pool="log")
+    np.testing.assert_allclose(same.combine(members[[0, 0]]), members[0], atol=1e-6)
 
 
 def test_every_ensemble_run_records_its_cross_validated_publictest_accuracy():
