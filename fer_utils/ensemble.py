@@ -37,6 +37,10 @@ class SplitPredictions:
     def member(self, name: str) -> np.ndarray:
         return self.probabilities[self.names.index(name)]
 
+    def names_where(self, mask: np.ndarray) -> tuple[str, ...]:
+        """The members' names where the boolean ``mask`` (one per member) is true."""
+        return tuple(n for n, m in zip(self.names, mask, strict=True) if m)
+
 
 def load_split(run_names: Sequence[str], split: str) -> SplitPredictions:
     """Read ``split`` (and nothing else) from ``results/predictions/<run>.npz`` of each run."""
@@ -118,8 +122,7 @@ def fit_weights(validation: SplitPredictions) -> Ensemble:
     # softmax weights are never exactly 0: drop the negligible ones, so that the ensemble (and a
     # teacher built from it) needs only the members that matter
     keep = weights >= MIN_WEIGHT
-    names = tuple(n for n, k in zip(validation.names, keep, strict=True) if k)
-    return Ensemble(names, weights[keep] / weights[keep].sum())
+    return Ensemble(validation.names_where(keep), weights[keep] / weights[keep].sum())
 
 
 def fit_stacking(validation: SplitPredictions, l2: float = STACKING_L2) -> Ensemble:
@@ -144,8 +147,7 @@ def fit_stacking(validation: SplitPredictions, l2: float = STACKING_L2) -> Ensem
     start = np.full(len(logs), 1 / len(logs))
     weights = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B").x
     keep = np.abs(weights) >= MIN_WEIGHT
-    names = tuple(n for n, k in zip(validation.names, keep, strict=True) if k)
-    return Ensemble(names, weights[keep], pool="log")
+    return Ensemble(validation.names_where(keep), weights[keep], pool="log")
 
 
 def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[Ensemble, list]:
@@ -166,8 +168,7 @@ def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[En
         if validation.names[pick] not in order:
             order.append(validation.names[pick])
     chosen = counts > 0
-    names = tuple(n for n, c in zip(validation.names, chosen, strict=True) if c)
-    return Ensemble(names, counts[chosen] / counts.sum()), order
+    return Ensemble(validation.names_where(chosen), counts[chosen] / counts.sum()), order
 
 
 METHODS: dict[str, Callable[[SplitPredictions], Ensemble]] = {
