@@ -28,22 +28,29 @@ while [[ $# -gt 0 ]]; do
 done
 
 # --- environment: a virtual environment with the pinned requirements, made once -------------
+[[ "$VENV" = /* ]] || VENV="$PWD/$VENV"  # absolute: it goes on PATH below
 python_for_venv() {
   for candidate in python3.11 python3; do
     command -v "$candidate" >/dev/null && { echo "$candidate"; return; }
   done
-  echo "run_all.sh: Python 3.11 is needed (python3.11 or python3 on PATH)" >&2; exit 1
+  return 1
 }
 stamp="$VENV/.requirements-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-  [[ -x "$VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$VENV"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    # (an exit inside $(...) would only leave the subshell: test the result here instead)
+    python=$(python_for_venv) || {
+      echo "run_all.sh: Python 3.11 is needed (python3.11 or python3 on PATH)" >&2; exit 1
+    }
+    "$python" -m venv "$VENV"
+  fi
   echo "== installing requirements into $VENV (first run only) =="
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -r requirements.txt
   "$VENV/bin/python" -m pip install --quiet --no-deps -e .
   rm -f "$VENV"/.requirements-* && touch "$stamp"
 fi
-export PATH="$PWD/$VENV/bin:$PATH"
+export PATH="$VENV/bin:$PATH"
 
 if [[ $tests -eq 1 ]]; then
   ruff check .

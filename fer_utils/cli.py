@@ -13,7 +13,8 @@ import numpy as np
 
 from fer_utils.config import AUGMENTATIONS, project_root
 from fer_utils.data import DataError, find_data, load_fer2013
-from fer_utils.inference import MediaError, ModelError
+from fer_utils.errors import FerError
+from fer_utils.inference import ModelError
 from fer_utils.inference.faces import DETECTORS
 from fer_utils.preprocessing import CORRECTIONS
 
@@ -27,6 +28,37 @@ def has_data() -> bool:
     except DataError:
         return False
     return True
+
+
+def json_object(text: str) -> dict:
+    """An argparse type: a JSON object such as ``{"width": 0.5}``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"a JSON object is needed, e.g. '{{\"width\": 0.5}}', not {text!r}"
+        )
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1 is needed, not {text!r}")
+    return int(text)
+
+
+def above_one(text: str) -> float:
+    """An argparse type: a number > 1 (a ratio between sizes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 1:
+        raise argparse.ArgumentTypeError(f"a number above 1 is needed, not {text!r}")
+    return value
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +76,20 @@ def _load(args: argparse.Namespace):
     return load_fer2013(
         args.data, ferplus=args.ferplus or True, errors="skip" if args.skip_bad_rows else "raise"
     )
+
+
+def _profile_data(args: argparse.Namespace):
+    """The data ``--profile`` trains on; says so when that is the quick profile's subset."""
+    from fer_utils.experiment import profile_data
+
+    dataset = profile_data(_load(args), args.profile, args.seed)
+    if args.profile == "quick":
+        logging.warning(
+            "profile quick: a stratified subset of %d faces, for smoke runs; "
+            "--profile cpu trains on all the data",
+            len(dataset),
+        )
+    return dataset
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -105,14 +151,16 @@ def cmd_results_table(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from fer_utils.config import get_profile
-    from fer_utils.experiment import profile_data, run_experiment
+    from fer_utils.experiment import run_experiment
+    from fer_utils.models import check_model
     from fer_utils.training import TrainConfig, command_line, set_threads
 
+    check_model(args.model, args.model_kwargs)
     set_threads(args.threads)
     profile = get_profile(args.profile)
     config = TrainConfig(
         model=args.model,
-        model_kwargs=json.loads(args.model_kwargs),
+        model_kwargs=args.model_kwargs,
         epochs=args.epochs or profile.epochs,
         batch_size=args.batch_size or profile.batch_size,
         optimizer=args.optimizer,
@@ -135,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         precise_bn=args.precise_bn,
         seed=args.seed,
     )
-    dataset = profile_data(_load(args), args.profile, args.seed)
+    dataset = _profile_data(args)
     run_name = args.run_name or f"{args.model}-{args.profile}-s{args.seed}"
     done = run_experiment(
         config, run_name, dataset, args.profile, command_line(), tta=not args.no_tta
@@ -150,14 +198,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from fer_utils.experiment import profile_data, run_pretraining
+    from fer_utils.experiment import run_pretraining
+    from fer_utils.models import check_model
     from fer_utils.selfsupervised import PretrainConfig
     from fer_utils.training import command_line, set_threads
 
+    check_model(args.model, args.model_kwargs)
     set_threads(args.threads)
     config = PretrainConfig(
         model=args.model,
-        model_kwargs=json.loads(args.model_kwargs),
+        model_kwargs=args.model_kwargs,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -165,7 +215,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         time_budget_minutes=args.time_budget,
         seed=args.seed,
     )
-    dataset = profile_data(_load(args), args.profile, args.seed)
+    dataset = _profile_data(args)
     run_name = args.run_name or f"simclr-{args.model}-{args.profile}"
     path = run_pretraining(config, run_name, dataset, args.profile, command_line())
     print(f"pretrained model: {path} (use it with train --init {path})")
@@ -270,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", required=True, help="baseline, five_layer, fast_cnn, vgg, resnet_lite, transfer"
     )
-    p.add_argument("--model-kwargs", default="{}", help="JSON, e.g. '{\"width\": 0.5}'")
+    p.add_argument(
+        "--model-kwargs", type=json_object, default={}, help="JSON, e.g. '{\"width\": 0.5}'"
+    )
     p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     p.add_argument("--run-name", help="default: <model>-<profile>-s<seed>")
     p.add_argument("--epochs", type=int, help="default: the profile's")
@@ -305,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="SimCLR pretraining on the Training faces, no labels")
     _add_data_args(p)
     p.add_argument("--model", default="fast_cnn", help="registry architecture to pretrain")
-    p.add_argument("--model-kwargs", default="{}", help="JSON, e.g. '{\"width\": 16}'")
+    p.add_argument(
+        "--model-kwargs", type=json_object, default={}, help="JSON, e.g. '{\"width\": 16}'"
+    )
     p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     p.add_argument("--run-name", help="default: simclr-<model>-<profile>")
     p.add_argument("--epochs", type=int, default=100)
@@ -366,13 +420,17 @@ def _add_predict_args(p: argparse.ArgumentParser) -> None:
         help="haar: fast; mtcnn: finds more faces; none: the inputs are face crops",
     )  # fmt: skip
     p.add_argument("--margin", type=float, default=0.15, help="crop margin, fraction of the box")
-    p.add_argument("--min-face", type=int, default=30, help="smallest face to detect, pixels")
     p.add_argument(
-        "--step", type=float, default=1.2,
+        "--min-face", type=positive_int, default=30, help="smallest face to detect, pixels"
+    )
+    p.add_argument(
+        "--step", type=above_one, default=1.2,
         help="haar: ratio between face sizes searched (1.3: faster, may miss some faces)",
     )  # fmt: skip
-    p.add_argument("--every", type=int, default=1, help="videos: use every N-th frame")
-    p.add_argument("--max-frames", type=int, help="videos and webcams: stop after N frames")
+    p.add_argument("--every", type=positive_int, default=1, help="videos: use every N-th frame")
+    p.add_argument(
+        "--max-frames", type=positive_int, help="videos and webcams: stop after N frames"
+    )
     p.add_argument("--format", default="csv", choices=["csv", "json", "jsonl"])
     p.add_argument("--out", help="write the rows here (default: standard output)")
     p.add_argument("--annotate", metavar="FOLDER", help="write annotated images / videos here")
@@ -390,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         args.func(args)
-    except (DataError, ModelError, MediaError) as error:
+    except FerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

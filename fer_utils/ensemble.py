@@ -17,6 +17,7 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
 from fer_utils.config import results_dir
+from fer_utils.errors import UsageError
 from fer_utils.evaluation import metrics
 
 SELECTION_SPLIT = "PublicTest"
@@ -44,14 +45,16 @@ class SplitPredictions:
 
 def load_split(run_names: Sequence[str], split: str) -> SplitPredictions:
     """Read ``split`` (and nothing else) from ``results/predictions/<run>.npz`` of each run."""
+    if not run_names:
+        raise UsageError("no runs to ensemble: train some first (results/predictions is empty)")
     labels, probabilities = None, []
     for name in run_names:
         path = results_dir() / "predictions" / f"{name}.npz"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no predictions for run {name!r}; train it first")
+            raise UsageError(f"{path}: no predictions for run {name!r}; train it first")
         with np.load(path) as stored:
             if f"{split}_probabilities" not in stored:
-                raise KeyError(f"{path} has no {split} predictions")
+                raise UsageError(f"{path} has no {split} predictions")
             member_labels = stored[f"{split}_labels"].astype(np.int64)
             probabilities.append(stored[f"{split}_probabilities"].astype(np.float64))
         if labels is not None and not np.array_equal(labels, member_labels):
@@ -100,7 +103,8 @@ def _require_selection_split(data: SplitPredictions) -> None:
 
 
 def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    return float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    """Mean negative log-probability of the true labels (clipped at :data:`EPS` like pooling)."""
+    return float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], EPS, 1)).mean())
 
 
 def uniform(validation: SplitPredictions) -> Ensemble:
@@ -252,13 +256,16 @@ def record_ensemble(
 
     _require_selection_split(validation)
     test = load_split(ensemble.names, "PrivateTest")
-    records = [json.loads((results_dir() / f"{n}.json").read_text()) for n in ensemble.names]
+    records = {n: json.loads((results_dir() / f"{n}.json").read_text()) for n in ensemble.names}
+    # A run and its -tta evaluation share one training: count it once.
+    seconds = {plain_run(n): r["train_seconds"] for n, r in records.items()}
+    first = records[ensemble.names[0]]
     predictions = {
         s.split: (s.labels, ensemble.predict(s)) for s in (validation, test)
     }  # fmt: skip
     path = write_run(
-        run_name, f"ensemble of {len(ensemble.names)}", command, records[0]["profile"],
-        records[0]["data_sha256"], sum(r["train_seconds"] for r in records), predictions,
+        run_name, f"ensemble of {len(ensemble.names)}", command, first["profile"],
+        first["data_sha256"], sum(seconds.values()), predictions,
         {"members": ensemble.describe(), "pool": ensemble.pool}
         | ({} if cv_accuracy is None else {"cv_accuracy": round(float(cv_accuracy), 6)}),
     )  # fmt: skip
@@ -284,15 +291,39 @@ def member_runs(profile: str) -> list[str]:
     )
 
 
+def plain_run(name: str) -> str:
+    """The run that trained ``name``'s model (``x-tta`` is run ``x`` evaluated with TTA)."""
+    return name.removesuffix("-tta")
+
+
 def _model_path(name: str) -> Path:
     from fer_utils.config import models_dir
 
-    return models_dir() / f"{name.removesuffix('-tta')}.keras"
+    return models_dir() / f"{plain_run(name)}.keras"
 
 
 def has_model(name: str) -> bool:
     """Whether a member's model file exists (``-tta`` runs share their plain run's model)."""
     return _model_path(name).is_file()
+
+
+def with_models(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` whose model files exist (the members that can teach a student).
+
+    Raises:
+        UsageError: none has; model files other than the default are not committed, so a fresh
+            clone has the members' predictions but must retrain (or download) their models.
+    """
+    found = [n for n in names if has_model(n)]
+    if not found:
+        raise UsageError(
+            f"none of the {len(names)} runs has its model file here ({_model_path(names[0])}, "
+            "…): only their predictions are committed. Retrain members first (e.g. "
+            "./run_all.sh --profile cpu --only 02), or pass members=[...] of runs you have."
+            if names
+            else "no runs given"
+        )
+    return found
 
 
 def load_member_models(names: Sequence[str]) -> dict:
@@ -327,7 +358,7 @@ def teacher_probabilities(
     from fer_utils.evaluation import predict
 
     members = [
-        predict(models[n.removesuffix("-tta")], faces, tta=n.endswith("-tta"))
+        predict(models[plain_run(n)], faces, tta=n.endswith("-tta"))
         for n in tqdm(ensemble.names, desc="teacher members", unit="member", disable=not progress)
     ]
     return ensemble.combine(np.stack(members)).astype(np.float32)

@@ -8,6 +8,7 @@ file needs no preprocessing code to be used.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 from keras import layers
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE
+from fer_utils.errors import UsageError
 from fer_utils.preprocessing import CORRECTIONS, correct
 from fer_utils.transfer import build_transfer
 
@@ -79,6 +81,20 @@ class IlluminationCorrection(layers.Layer):
         return {**super().get_config(), "method": self.method}
 
 
+def check_model(name: str, kwargs: dict) -> None:
+    """Raise :class:`UsageError` unless ``name`` is registered and takes every key of ``kwargs``
+    (checked before any data is loaded, so a typo fails at once)."""
+    if name not in REGISTRY:
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
+    parameters = inspect.signature(REGISTRY[name]).parameters
+    unknown = [key for key in kwargs if key not in parameters]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        raise UsageError(
+            f"model {name!r} takes no {', '.join(map(repr, unknown))}; "
+            f"its options are {', '.join(parameters) or 'none'}"
+        )
+
+
 def build_model(
     name: str, policy: str = "float32", correction: str = "none", **kwargs
 ) -> keras.Model:
@@ -89,8 +105,7 @@ def build_model(
     output softmax is always float32. ``correction`` (see
     :data:`fer_utils.preprocessing.CORRECTIONS`) puts an illumination correction in front of
     the network, inside the model."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
+    check_model(name, kwargs)
     with dtype_policy(policy):
         model = REGISTRY[name](**kwargs)
     if correction == "none":

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fer_utils.models import build_model
-from fer_utils.training import TimeBudget
+from fer_utils.training import TimeBudget, resumable
 
 
 def face_views(seed: int = 0) -> keras.Sequential:
@@ -137,17 +137,13 @@ def pretrain(
 ) -> PretrainResult:
     """SimCLR on ``images`` (no labels used); resumable from ``checkpoint_dir``."""
     keras.utils.set_random_seed(config.seed)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(config.model, **config.model_kwargs)
     network = projection_model(model)
     network.compile(
         optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
         loss=NTXentLoss(config.temperature),
     )
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
-        keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True),
-    ]
+    callbacks = resumable(checkpoint_dir)
     if config.time_budget_minutes:
         callbacks.append(TimeBudget(config.time_budget_minutes))
     start = time.perf_counter()

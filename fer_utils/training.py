@@ -14,11 +14,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from fer_utils.config import AUGMENTATIONS, project_root
 from fer_utils.data import Dataset
+from fer_utils.errors import UsageError
 from fer_utils.models import N_CLASSES, build_model
 
 LOSSES = ("ce", "focal")
@@ -67,11 +69,21 @@ SOFT_TARGETS = ("none", "ferplus", "teacher")
 def teacher_targets(dataset: Dataset, teacher: str | Path) -> np.ndarray:
     """Knowledge-distillation targets: the mean of the one-hot label and the teacher's
     probabilities, stored as ``source_index`` + ``probabilities`` in an .npz file."""
+    how = "write one with: python -m fer_utils ensemble RUN... --teacher-out PATH"
+    if not Path(teacher).is_file():
+        raise UsageError(f"teacher file {teacher} not found; {how}")
     with np.load(teacher) as stored:
+        if not {"source_index", "probabilities"} <= set(stored.files):
+            raise UsageError(
+                f"{teacher} is not a teacher file (no source_index, probabilities); {how}"
+            )
         rows = {int(i): k for k, i in enumerate(stored["source_index"])}
         missing = [int(i) for i in dataset.source_index if int(i) not in rows]
         if missing:
-            raise ValueError(f"{teacher} has no teacher probabilities for {len(missing)} rows")
+            raise UsageError(
+                f"{teacher} has no teacher probabilities for {len(missing)} of the training rows "
+                f"(made from other data?); {how}"
+            )
         probabilities = stored["probabilities"][[rows[int(i)] for i in dataset.source_index]]
     return 0.5 * probabilities.astype(np.float32) + 0.5 * np.eye(N_CLASSES)[dataset.labels]
 
@@ -344,7 +356,6 @@ def train(
     best model so far (``best.keras``) and the per-epoch log (``log.csv``). Running again with
     the same folder resumes where an interrupted run stopped."""
     keras.utils.set_random_seed(config.seed)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(
         config.model, policy=config.policy, correction=config.correction, **config.model_kwargs
     )
@@ -365,10 +376,14 @@ def train(
         metrics=["accuracy"],
         jit_compile=config.jit_compile,
     )
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
+    callbacks = resumable(checkpoint_dir)
+    callbacks += [
         keras.callbacks.ModelCheckpoint(
-            str(checkpoint_dir / "best.keras"), monitor="val_accuracy", save_best_only=True
+            str(checkpoint_dir / "best.keras"),
+            monitor="val_accuracy",
+            save_best_only=True,
+            # A resumed run's checkpoint starts from the best epoch before the interruption.
+            initial_value_threshold=best_logged(checkpoint_dir, "val_accuracy"),
         ),
         keras.callbacks.EarlyStopping(
             monitor="val_accuracy",
@@ -376,7 +391,6 @@ def train(
             restore_best_weights=True,
             start_from_epoch=stopping_starts(config),
         ),
-        keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True),
     ]
     if config.precise_bn:
         callbacks.append(PreciseBatchNorm(train_set.images, config.seed))
@@ -403,6 +417,31 @@ def train(
         model = keras.saving.load_model(checkpoint_dir / "best.keras", safe_mode=True)
     epochs_run = len(history.history.get("loss", []))
     return TrainResult(model, history.history, seconds, epochs_run, steps_done)
+
+
+def resumable(checkpoint_dir: Path) -> list[keras.callbacks.Callback]:
+    """Backup-and-restore plus the per-epoch CSV log, in ``checkpoint_dir``.
+
+    With a backup there (an interrupted run) the log is appended to; without one the run starts
+    afresh, so a stale log and best model of an earlier run under the same name are removed
+    first (else its epochs would mix with the new ones in the learning curves)."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if not (checkpoint_dir / "backup").is_dir():
+        for stale in ("log.csv", "best.keras"):
+            (checkpoint_dir / stale).unlink(missing_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
+        keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True),
+    ]
+
+
+def best_logged(checkpoint_dir: Path, metric: str) -> float | None:
+    """The highest ``metric`` in ``checkpoint_dir``'s log (epochs before a resume), if any."""
+    log = checkpoint_dir / "log.csv"
+    if not log.is_file():
+        return None
+    values = pd.read_csv(log).get(metric, pd.Series(dtype=float)).dropna()
+    return float(values.max()) if len(values) else None
 
 
 def stopping_starts(config: TrainConfig) -> int:

@@ -21,6 +21,7 @@ import keras
 from keras import layers
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE
+from fer_utils.errors import FerError
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
-class WeightsError(FileNotFoundError):
+class WeightsError(FerError, FileNotFoundError):
     """Pretrained weights were asked for and cannot be found or downloaded."""
 
 

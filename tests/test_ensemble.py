@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import keras
@@ -11,6 +12,7 @@ from scipy.special import softmax
 
 from fer_utils import ensemble as ens
 from fer_utils.config import results_dir
+from fer_utils.errors import UsageError
 from fer_utils.evaluation import metrics, predict
 from fer_utils.results import write_run
 
@@ -68,7 +70,7 @@ def test_selection_never_reads_private_test(three_members):
     fitted = [ens.uniform(validation), ens.fit_weights(validation)]
     fitted.append(ens.greedy_selection(validation)[0])
     assert all(abs(e.weights.sum() - 1) < 1e-9 for e in fitted)
-    with pytest.raises(KeyError, match="no PrivateTest predictions"):
+    with pytest.raises(UsageError, match="no PrivateTest predictions"):
         ens.load_split(["a"], "PrivateTest")
     private = ens.SplitPredictions("PrivateTest", np.array(labels), ("a",), members["a"][None])
     for fit in (ens.uniform, ens.fit_weights, ens.greedy_selection, ens.fit_stacking):
@@ -153,6 +155,31 @@ def test_every_ensemble_run_records_its_cross_validated_publictest_accuracy():
                      "--name", f"toy-{method}"]) == 0  # fmt: skip
         record = json.loads((results_dir() / f"toy-{method}.json").read_text())
         assert record["cv_accuracy"] == pytest.approx(expected)
+
+
+def test_an_ensemble_counts_each_training_once():
+    """``x`` and ``x-tta`` are one training evaluated twice: the ensemble's time counts it once."""
+    labels = np.arange(70) % 7
+    for name in ("x", "x-tta", "y"):
+        save_member(
+            name, {s: (labels, one_hot(list(labels))) for s in ("PublicTest", "PrivateTest")}
+        )
+    validation = ens.load_split(["x", "x-tta", "y"], "PublicTest")
+    record = ens.record_ensemble(ens.uniform(validation), "toy-time", validation, "test")
+    assert record["train_seconds"] == pytest.approx(2.0)  # save_member records 1 s per run
+
+
+def test_the_command_line_offers_exactly_the_ensemble_methods():
+    """The CLI spells the method names out (it imports fitting code lazily): they must agree."""
+    from fer_utils.cli import build_parser
+
+    ensemble_parser = next(
+        action.choices["ensemble"]
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    method = next(a for a in ensemble_parser._actions if a.dest == "method")
+    assert set(method.choices) == set(ens.METHODS) | {"cv"}
 
 
 def test_tta_of_a_flip_invariant_model_changes_nothing():

@@ -24,6 +24,7 @@ from fer_utils.inference import (
     set_default_model,
 )
 from fer_utils.inference.export import export_model, max_difference
+from fer_utils.inference.media import read_image
 
 from conftest import SAMPLE_CSV
 
@@ -115,6 +116,19 @@ def test_any_image_layout_gives_the_same_prediction(tmp_path, astronaut, convert
     assert np.abs(probs[0] - probs[1]).max() < 0.1
 
 
+def test_a_phone_photo_is_turned_upright_by_its_exif_orientation(tmp_path, astronaut):
+    from PIL import Image
+
+    sensor = cv2.rotate(astronaut, cv2.ROTATE_90_COUNTERCLOCKWISE)  # pixels as the phone stores
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: "turn 90° clockwise to display"
+    Image.fromarray(sensor[..., ::-1]).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = read_image(tmp_path / "phone.jpg")
+    assert upright.shape == astronaut.shape
+    assert np.abs(upright.astype(int) - astronaut).mean() < 5  # only JPEG loss
+    assert any(r["status"] == "ok" for r in predict_json(tmp_path, str(tmp_path / "phone.jpg")))
+
+
 def test_video_frames_are_sampled(tmp_path, astronaut):
     path = tmp_path / "clip.mp4"
     video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, astronaut.shape[1::-1])
@@ -123,7 +137,19 @@ def test_video_frames_are_sampled(tmp_path, astronaut):
     video.release()
     rows = predict_json(tmp_path, str(path), "--every", "2", "--annotate", str(tmp_path / "ann"))
     assert [r["frame"] for r in rows] == [0, 2, 4]
-    assert (tmp_path / "ann" / "clip.annotated.mp4").stat().st_size > 0
+    annotated = cv2.VideoCapture(str(tmp_path / "ann" / "clip.annotated.mp4"))
+    assert annotated.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    assert annotated.get(cv2.CAP_PROP_FPS) == pytest.approx(5)  # 10 fps, every 2nd frame
+    annotated.release()
+
+
+def test_annotated_copies_of_same_named_files_do_not_overwrite_each_other(tmp_path, astronaut):
+    for folder in ("a", "b"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "in" / folder / "img.jpg"), astronaut)
+    predict_json(tmp_path, str(tmp_path / "in"), "--annotate", str(tmp_path / "ann"))
+    written = sorted(p.name for p in (tmp_path / "ann").iterdir())
+    assert written == ["img-2.annotated.jpg", "img.annotated.jpg"]
 
 
 def test_wrong_model_files_give_clear_errors(tmp_path, capsys):

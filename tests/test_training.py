@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from fer_utils.data import Dataset
@@ -85,6 +86,42 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path) -> None:
     assert resumed.optimizer_steps == 4 * steps_per_epoch  # the optimizer state came back too
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]][-2:] == ["2", "3"]
+
+
+def test_a_resumed_run_keeps_the_best_model_from_before_the_interruption(tmp_path: Path) -> None:
+    data = synthetic(256)
+    train_set, val_set = data.split("Training"), data.split("PublicTest")
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    class Sabotage(keras.callbacks.Callback):
+        """Zero the classifier before every validation: the resumed epochs all score worse."""
+
+        def on_test_begin(self, logs=None):
+            layer = self.model.get_layer("emotion")
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+
+    config = TrainConfig("five_layer", **{**FAST, "epochs": 4, "schedule": "plateau"})
+    with pytest.raises(KeyboardInterrupt):
+        train(config, train_set, val_set, tmp_path, verbose=0, extra_callbacks=(Interrupt(),))
+    before = max(pd.read_csv(tmp_path / "log.csv")["val_accuracy"])
+    resumed = train(config, train_set, val_set, tmp_path, verbose=0, extra_callbacks=(Sabotage(),))
+    after = pd.read_csv(tmp_path / "log.csv")["val_accuracy"].iloc[-2:]
+    assert after.max() < before  # the premise: nothing after the resume beats the old best
+    accuracy = (predict(resumed.model, val_set.images).argmax(1) == val_set.labels).mean()
+    assert accuracy == pytest.approx(before, abs=1e-6)
+
+
+def test_running_a_finished_run_again_starts_a_fresh_log(tmp_path: Path) -> None:
+    data = synthetic(128)
+    train_set, val_set = data.split("Training"), data.split("PublicTest")
+    config = TrainConfig("five_layer", **{**FAST, "epochs": 2})
+    for _ in range(2):
+        train(config, train_set, val_set, tmp_path, verbose=0)
+    assert list(pd.read_csv(tmp_path / "log.csv")["epoch"]) == [0, 1]
 
 
 def test_early_stopping_waits_for_the_cosine_schedule_to_decay(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.config import EMOTIONS, SPLITS
+from fer_utils.errors import FerError
 
 
-class DataError(ValueError):
+class DataError(FerError):
     """Bad or missing input data. The message says what is wrong, where, and how to fix it."""
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root, results_dir
+from fer_utils.errors import FerError
 
 DEFAULT_MODEL = "default.keras"
 log = logging.getLogger(__name__)
 
 
-class ModelError(ValueError):
+class ModelError(FerError):
     """A model file that is missing, unreadable or not a FER2013 emotion model."""
 
 

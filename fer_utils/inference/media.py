@@ -10,11 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_utils.errors import FerError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
-class MediaError(ValueError):
+class MediaError(FerError):
     """A file that cannot be read as an image or video (the message says why)."""
 
 
@@ -82,11 +84,16 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode ``path`` as BGR uint8, or raise :class:`MediaError` saying why it cannot be."""
-    data = np.fromfile(path, np.uint8)  # (cv2.imread cannot tell "corrupt" from "missing")
+    try:  # (cv2.imread cannot tell "corrupt" from "missing" or "not allowed")
+        data = np.fromfile(path, np.uint8)
+    except OSError as error:
+        raise MediaError(f"cannot read the file: {error.strerror or error}") from error
     if data.size == 0:
         raise MediaError("the file is empty")
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        # Any depth and colour (16-bit and grey stay as they are) but not IMREAD_UNCHANGED,
+        # which would ignore the EXIF orientation that phones write instead of turning pixels.
+        image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     except cv2.error as error:  # e.g. more pixels than OpenCV's safety limit
         raise MediaError(f"OpenCV cannot decode it: {error.err}") from error
     if image is None:
@@ -120,13 +127,26 @@ def frames(source: Source, every: int = 1, max_frames: int | None = None) -> Ite
         capture.release()
 
 
+def _container_says(source: Source, prop: int) -> float:
+    """A property of a video file's container (0 where it does not say, or not a video)."""
+    if source.kind != "video":
+        return 0.0
+    capture = cv2.VideoCapture(source.name)
+    value = capture.get(prop)
+    capture.release()
+    return value
+
+
 def frame_count(source: Source, every: int = 1) -> int | None:
     """How many frames :func:`frames` will yield, where the container says (for progress)."""
     if source.kind == "image":
         return 1
-    if source.kind != "video":
-        return None
-    capture = cv2.VideoCapture(source.name)
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    capture.release()
+    total = int(_container_says(source, cv2.CAP_PROP_FRAME_COUNT))
     return -(-total // every) if total > 0 else None
+
+
+def frame_rate(source: Source, every: int = 1, unknown: float = 25.0) -> float:
+    """Frames per second of what :func:`frames` yields: the video's rate over ``every``, else
+    ``unknown`` (webcams and containers that do not say)."""
+    fps = _container_says(source, cv2.CAP_PROP_FPS)
+    return (fps if fps > 0 else unknown) / every

@@ -6,6 +6,7 @@ of stopping the batch; the caller decides how to write the rows (:func:`write_ro
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import sys
@@ -20,7 +21,14 @@ from tqdm.auto import tqdm
 from fer_utils.config import EMOTIONS
 from fer_utils.inference.classifier import Classifier
 from fer_utils.inference.faces import HAAR_STEP, Face, crop_faces, make_detector
-from fer_utils.inference.media import MediaError, Source, expand_sources, frame_count, frames
+from fer_utils.inference.media import (
+    MediaError,
+    Source,
+    expand_sources,
+    frame_count,
+    frame_rate,
+    frames,
+)
 
 log = logging.getLogger(__name__)
 COLUMNS = [
@@ -63,14 +71,22 @@ def draw(image: np.ndarray, faces: list[Face], probs: np.ndarray) -> np.ndarray:
 
 
 class _Annotator:
-    """Writes annotated copies: ``<stem>.annotated.jpg`` for images, ``.mp4`` for videos."""
+    """Writes annotated copies: ``<stem>.annotated.jpg`` for images, ``.mp4`` for videos (at
+    the rate of the frames kept); ``<stem>-2.annotated…`` when an earlier source of the same
+    batch had that name (``a/img.jpg`` and ``b/img.jpg``), recorded in ``taken``."""
 
-    def __init__(self, folder: Path, source: Source, fps: float = 25.0) -> None:
+    def __init__(self, folder: Path, source: Source, every: int, taken: set[Path]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         stem = "webcam" + source.name if source.kind == "webcam" else Path(source.name).stem
         self.is_image = source.kind == "image"
-        self.path = folder / f"{stem}.annotated.{'jpg' if self.is_image else 'mp4'}"
-        self.fps, self.video = fps, None
+        suffix = f"annotated.{'jpg' if self.is_image else 'mp4'}"
+        self.path = folder / f"{stem}.{suffix}"
+        for k in itertools.count(2):
+            if self.path not in taken:
+                break
+            self.path = folder / f"{stem}-{k}.{suffix}"
+        taken.add(self.path)
+        self.fps, self.video = frame_rate(source, every), None
 
     def add(self, image: np.ndarray) -> None:
         if self.is_image:
@@ -88,8 +104,9 @@ class _Annotator:
 
 
 def _predict_source(source: Source, classifier: Classifier, detect, margin: float, every: int,
-                    max_frames: int | None, annotate: Path | None) -> Iterator[dict]:  # fmt: skip
-    annotator = _Annotator(annotate, source) if annotate else None
+                    max_frames: int | None, annotate: Path | None,
+                    taken: set[Path]) -> Iterator[dict]:  # fmt: skip
+    annotator = _Annotator(annotate, source, every, taken) if annotate else None
     progress = tqdm(
         total=frame_count(source, every), unit="frame", desc=Path(source.name).name,
         disable=source.kind == "image", leave=False,
@@ -129,6 +146,7 @@ def predict_sources(
     margin = 0.0 if detector == "none" else margin  # the image is the crop: take it as it is
     sources = expand_sources(inputs)
     annotate = Path(annotate) if annotate else None
+    taken: set[Path] = set()  # annotated files written so far
     for source in tqdm(sources, unit="file", disable=not progress or len(sources) < 2):
         if source.problem:
             log.warning("%s: %s", source.name, source.problem)
@@ -136,7 +154,7 @@ def predict_sources(
             continue
         try:
             yield from _predict_source(
-                source, classifier, detect, margin, every, max_frames, annotate
+                source, classifier, detect, margin, every, max_frames, annotate, taken
             )
         except MediaError as error:
             log.warning("%s: %s", source.name, error)
