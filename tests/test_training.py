@@ -67,18 +67,27 @@ def test_brief_training_beats_chance_clearly(tmp_path: Path, precise_bn: bool) -
     assert (tmp_path / "best.keras").is_file() and (tmp_path / "log.csv").is_file()
 
 
-def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path) -> None:
+class InterruptAfterTwoEpochs(keras.callbacks.Callback):
+    """Stops training as a Ctrl-C would, at the end of the second epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def interrupted_run(folder: Path) -> tuple[TrainConfig, Dataset, Dataset]:
+    """A 4-epoch run in ``folder`` stopped after its second epoch; its config and data."""
     data = synthetic(256)
     train_set, val_set = data.split("Training"), data.split("PublicTest")
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     config = TrainConfig("five_layer", **{**FAST, "epochs": 4, "schedule": "plateau"})
     with pytest.raises(KeyboardInterrupt):
-        train(config, train_set, val_set, tmp_path, verbose=0, extra_callbacks=(Interrupt(),))
+        callbacks = (InterruptAfterTwoEpochs(),)
+        train(config, train_set, val_set, folder, verbose=0, extra_callbacks=callbacks)
+    return config, train_set, val_set
+
+
+def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path) -> None:
+    config, train_set, val_set = interrupted_run(tmp_path)
     assert (tmp_path / "backup").is_dir()
     resumed = train(config, train_set, val_set, tmp_path, verbose=0)
     assert resumed.epochs_run == 2  # epochs 3 and 4 only: the count went on from the backup
@@ -89,14 +98,6 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path) -> None:
 
 
 def test_a_resumed_run_keeps_the_best_model_from_before_the_interruption(tmp_path: Path) -> None:
-    data = synthetic(256)
-    train_set, val_set = data.split("Training"), data.split("PublicTest")
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     class Sabotage(keras.callbacks.Callback):
         """Zero the classifier before every validation: the resumed epochs all score worse."""
 
@@ -104,9 +105,7 @@ def test_a_resumed_run_keeps_the_best_model_from_before_the_interruption(tmp_pat
             layer = self.model.get_layer("emotion")
             layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
 
-    config = TrainConfig("five_layer", **{**FAST, "epochs": 4, "schedule": "plateau"})
-    with pytest.raises(KeyboardInterrupt):
-        train(config, train_set, val_set, tmp_path, verbose=0, extra_callbacks=(Interrupt(),))
+    config, train_set, val_set = interrupted_run(tmp_path)
     before = max(pd.read_csv(tmp_path / "log.csv")["val_accuracy"])
     resumed = train(config, train_set, val_set, tmp_path, verbose=0, extra_callbacks=(Sabotage(),))
     after = pd.read_csv(tmp_path / "log.csv")["val_accuracy"].iloc[-2:]
