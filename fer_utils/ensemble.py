@@ -272,23 +272,49 @@ def record_ensemble(
     return json.loads(path.read_text())
 
 
-def member_runs(profile: str) -> list[str]:
+def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
     """Every saved run of ``profile`` that can be a member: a trained classifier's, not an
-    ensemble's, a student's or a self-supervised linear probe's (its model is an encoder)."""
+    ensemble's, a student's or a self-supervised linear probe's (its model is an encoder).
+
+    With ``labels`` (the PublicTest labels of the data at hand), runs evaluated on other faces
+    (another subset, e.g. a quick run with another seed, or other data) are left out, and
+    counted in a warning: their predictions cannot be pooled with these."""
     import json
+    import logging
 
     from fer_utils.results import load_runs
 
     runs = load_runs()
     if runs.empty:
         return []
-    names = runs[runs.profile == profile].run_name
-    return sorted(
+    names = sorted(
         n
-        for n in names
+        for n in runs[runs.profile == profile].run_name
         if not n.startswith(("ensemble", "student"))
         and "pretrain_config" not in json.loads((results_dir() / f"{n}.json").read_text())
     )
+    if labels is None:
+        return names
+    same = [n for n in names if np.array_equal(_stored_labels(n), labels)]
+    if len(same) < len(names):
+        other = sorted(set(names) - set(same))
+        logging.warning(
+            "%d %s runs were evaluated on other faces (another subset or data) and are left "
+            "out: %s",
+            len(other),
+            profile,
+            ", ".join(other),
+        )
+    return same
+
+
+def _stored_labels(name: str) -> np.ndarray | None:
+    """A run's saved PublicTest labels (None without a predictions file)."""
+    path = results_dir() / "predictions" / f"{name}.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return stored.get(f"{SELECTION_SPLIT}_labels")
 
 
 def plain_run(name: str) -> str:

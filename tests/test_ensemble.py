@@ -209,6 +209,15 @@ def test_member_runs_are_the_profiles_classifiers_only(three_members):
     assert ens.member_runs("cpu") == ["a"]
 
 
+def test_runs_evaluated_on_other_faces_are_left_out_and_counted(three_members, caplog):
+    labels, members = three_members
+    save_member("here", {"PublicTest": (labels, members["a"])})
+    save_member("elsewhere", {"PublicTest": (labels[::-1], members["b"])})  # another subset
+    assert ens.member_runs("cpu") == ["elsewhere", "here"]
+    assert ens.member_runs("cpu", np.array(labels)) == ["here"]
+    assert "1 cpu runs were evaluated on other faces" in caplog.text and "elsewhere" in caplog.text
+
+
 def test_missing_member_models_are_named_in_one_clear_error(tmp_path, monkeypatch):
     from fer_utils.inference.classifier import ModelError
 
