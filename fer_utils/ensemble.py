@@ -19,6 +19,7 @@ from scipy.special import log_softmax, softmax
 from fer_utils.config import results_dir
 from fer_utils.errors import UsageError
 from fer_utils.evaluation import metrics
+from fer_utils.results import predictions_path
 
 SELECTION_SPLIT = "PublicTest"
 MIN_WEIGHT = 1e-3  # fitted weights below this (in magnitude) are dropped
@@ -49,7 +50,7 @@ def load_split(run_names: Sequence[str], split: str) -> SplitPredictions:
         raise UsageError("no runs to ensemble: train some first (results/predictions is empty)")
     labels, probabilities = None, []
     for name in run_names:
-        path = results_dir() / "predictions" / f"{name}.npz"
+        path = predictions_path(name)
         if not path.is_file():
             raise UsageError(f"{path}: no predictions for run {name!r}; train it first")
         with np.load(path) as stored:
@@ -310,7 +311,7 @@ def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
 
 def _stored_labels(name: str) -> np.ndarray | None:
     """A run's saved PublicTest labels (None without a predictions file)."""
-    path = results_dir() / "predictions" / f"{name}.npz"
+    path = predictions_path(name)
     if not path.is_file():
         return None
     with np.load(path) as stored:

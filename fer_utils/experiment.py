@@ -18,9 +18,9 @@ from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_r
 from fer_utils.data import Dataset, load_fer2013
 from fer_utils.evaluation import predict
 from fer_utils.models import save_for_inference
-from fer_utils.results import EVAL_SPLITS, write_run
+from fer_utils.results import EVAL_SPLITS, predictions_path, write_run
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
-from fer_utils.training import TrainConfig, TrainResult, save_config, train
+from fer_utils.training import TrainConfig, TrainResult, read_log, save_config, train
 
 
 def profile_data(data: str | Path | Dataset | None, profile: str, seed: int = 0) -> Dataset:
@@ -95,8 +95,7 @@ def run_experiment(
 
 def load_history(run_name: str) -> pd.DataFrame:
     """The per-epoch log of a run (``checkpoints/<run>/log.csv``); empty if there is none."""
-    path = checkpoints_dir() / run_name / "log.csv"
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    return read_log(checkpoints_dir() / run_name)
 
 
 @dataclass
@@ -113,7 +112,7 @@ class TrainedRun:
 def load_run(run_name: str) -> TrainedRun:
     """Load ``models/<run>.keras``, ``results/<run>.json`` and its predictions file."""
     record = json.loads((results_dir() / f"{run_name}.json").read_text())
-    stored = np.load(results_dir() / "predictions" / f"{run_name}.npz")
+    stored = np.load(predictions_path(run_name))
     probabilities = {
         s: stored[f"{s}_probabilities"] for s in EVAL_SPLITS if f"{s}_probabilities" in stored
     }

@@ -56,6 +56,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+def predictions_path(run_name: str) -> Path:
+    """Where a run's per-split labels and probabilities are (``results/predictions/<run>.npz``)."""
+    return results_dir() / "predictions" / f"{run_name}.npz"
+
+
 def write_run(
     run_name: str,
     model: str,
@@ -88,7 +93,7 @@ def write_run(
     for split, (labels, probabilities) in predictions.items():
         arrays[f"{split}_labels"] = np.asarray(labels, dtype=np.int8)
         arrays[f"{split}_probabilities"] = np.asarray(probabilities, dtype=np.float32)
-    np.savez_compressed(folder / "predictions" / f"{run_name}.npz", **arrays)
+    np.savez_compressed(predictions_path(run_name), **arrays)
     path = folder / f"{run_name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

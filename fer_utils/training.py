@@ -435,12 +435,15 @@ def resumable(checkpoint_dir: Path) -> list[keras.callbacks.Callback]:
     ]
 
 
+def read_log(checkpoint_dir: Path) -> pd.DataFrame:
+    """The per-epoch log (``log.csv``) in ``checkpoint_dir``; empty if there is none."""
+    path = checkpoint_dir / "log.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
 def best_logged(checkpoint_dir: Path, metric: str) -> float | None:
     """The highest ``metric`` in ``checkpoint_dir``'s log (epochs before a resume), if any."""
-    log = checkpoint_dir / "log.csv"
-    if not log.is_file():
-        return None
-    values = pd.read_csv(log).get(metric, pd.Series(dtype=float)).dropna()
+    values = read_log(checkpoint_dir).get(metric, pd.Series(dtype=float)).dropna()
     return float(values.max()) if len(values) else None
 
 
