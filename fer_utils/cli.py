@@ -14,6 +14,7 @@ import numpy as np
 from fer_utils.config import AUGMENTATIONS, project_root
 from fer_utils.data import DataError, find_data, load_fer2013
 from fer_utils.errors import FerError
+from fer_utils.evaluation import TTA_SETS
 from fer_utils.inference import ModelError
 from fer_utils.inference.faces import DETECTORS
 from fer_utils.preprocessing import CORRECTIONS
@@ -185,16 +186,31 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     dataset = _profile_data(args)
     run_name = args.run_name or f"{args.model}-{args.profile}-s{args.seed}"
-    done = run_experiment(
-        config, run_name, dataset, args.profile, command_line(), tta=not args.no_tta
-    )
+    tta = None if args.no_tta else args.tta
+    done = run_experiment(config, run_name, dataset, args.profile, command_line(), tta=tta)
     for path in done.records.values():
-        metrics = json.loads(path.read_text())["metrics"]["PrivateTest"]
-        print(
-            f"{path.name}: PrivateTest accuracy {metrics['accuracy']:.4f}, "
-            f"balanced {metrics['balanced_accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
-        )
+        _print_record(path)
     print(f"model: {done.model_path}")
+
+
+def _print_record(path: Path) -> None:
+    metrics = json.loads(path.read_text())["metrics"]
+    public, private = metrics["PublicTest"], metrics["PrivateTest"]
+    print(
+        f"{path.name}: PublicTest accuracy {public['accuracy']:.4f}; PrivateTest accuracy "
+        f"{private['accuracy']:.4f}, balanced {private['balanced_accuracy']:.4f}, "
+        f"macro-F1 {private['macro_f1']:.4f}"
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from fer_utils.experiment import evaluate_saved
+    from fer_utils.training import command_line, set_threads
+
+    set_threads(args.threads)
+    dataset = _load(args)
+    for run in args.runs:
+        _print_record(evaluate_saved(run, dataset, args.tta, command_line()))
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -351,8 +367,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tta", default="shifts", choices=list(TTA_SETS),
+                   help="test-time augmentation of the -tta record (affine: 90 views)")  # fmt: skip
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate finished runs' models again with a test-time augmentation set"
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="runs with models/<RUN>.keras")
+    p.add_argument("--tta", default="affine", choices=list(TTA_SETS),
+                   help="writes results/<RUN>-tta-<set>.json (shifts: <RUN>-tta.json)")  # fmt: skip
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pretrain", help="SimCLR pretraining on the Training faces, no labels")
     _add_data_args(p)

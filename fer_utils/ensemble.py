@@ -18,7 +18,7 @@ from scipy.special import log_softmax, softmax
 
 from fer_utils.config import results_dir
 from fer_utils.errors import UsageError
-from fer_utils.evaluation import metrics
+from fer_utils.evaluation import metrics, split_tta_run
 from fer_utils.results import predictions_path
 
 SELECTION_SPLIT = "PublicTest"
@@ -258,7 +258,7 @@ def record_ensemble(
     _require_selection_split(validation)
     test = load_split(ensemble.names, "PrivateTest")
     records = {n: json.loads((results_dir() / f"{n}.json").read_text()) for n in ensemble.names}
-    # A run and its -tta evaluation share one training: count it once.
+    # A run and its TTA evaluations share one training: count it once.
     seconds = {plain_run(n): r["train_seconds"] for n, r in records.items()}
     first = records[ensemble.names[0]]
     predictions = {
@@ -319,8 +319,9 @@ def _stored_labels(name: str) -> np.ndarray | None:
 
 
 def plain_run(name: str) -> str:
-    """The run that trained ``name``'s model (``x-tta`` is run ``x`` evaluated with TTA)."""
-    return name.removesuffix("-tta")
+    """The run that trained ``name``'s model (``x-tta`` and ``x-tta-affine`` are run ``x``
+    evaluated with TTA)."""
+    return split_tta_run(name)[0]
 
 
 def _model_path(name: str) -> Path:
@@ -378,14 +379,14 @@ def teacher_probabilities(
     ensemble: Ensemble, models: dict, faces: np.ndarray, progress: bool = False
 ) -> np.ndarray:
     """The ensemble's probabilities for new ``faces`` (e.g. the Training split, as soft targets
-    for a distilled student), from its members' models; ``-tta`` members predict with TTA
-    (``progress``: a bar over members)."""
+    for a distilled student), from its members' models; ``-tta[-<set>]`` members predict with
+    that TTA set (``progress``: a bar over members)."""
     from tqdm.auto import tqdm
 
     from fer_utils.evaluation import predict
 
     members = [
-        predict(models[plain_run(n)], faces, tta=n.endswith("-tta"))
+        predict(models[plain_run(n)], faces, tta=split_tta_run(n)[1] or False)
         for n in tqdm(ensemble.names, desc="teacher members", unit="member", disable=not progress)
     ]
     return ensemble.combine(np.stack(members)).astype(np.float32)

@@ -3,6 +3,11 @@ intervals, and test-time augmentation."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
 import numpy as np
 import pandas as pd
 from sklearn.metrics import (
@@ -13,7 +18,7 @@ from sklearn.metrics import (
     f1_score,
 )
 
-from fer_utils.config import EMOTIONS
+from fer_utils.config import EMOTIONS, IMAGE_SIZE
 
 
 def metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | int]:
@@ -73,34 +78,99 @@ def confusion(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
     return table
 
 
-TTA_SHIFTS = ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))
+@dataclass(frozen=True)
+class TTA:
+    """A test-time-augmentation set: every combination of a shift (rows, columns in pixels),
+    a scale and a rotation (degrees) about the face's centre, each view also mirrored
+    left-right when ``flip``; pixels moved in from outside repeat the edge, as in training's
+    ``fill_mode="nearest"``. The default is the 10 shifted and mirrored views of every
+    ``-tta`` record."""
+
+    shifts: tuple[tuple[int, int], ...] = ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))
+    scales: tuple[float, ...] = (1.0,)
+    angles: tuple[float, ...] = (0.0,)
+    flip: bool = True
+
+    def __len__(self) -> int:
+        return len(self.shifts) * len(self.scales) * len(self.angles) * (2 if self.flip else 1)
+
+    def matrices(self) -> list[np.ndarray]:
+        """The 2×3 affine matrix (OpenCV's convention) of each unmirrored view."""
+        centre = ((IMAGE_SIZE - 1) / 2, (IMAGE_SIZE - 1) / 2)
+        out = []
+        for scale, angle, (dy, dx) in itertools.product(self.scales, self.angles, self.shifts):
+            matrix = cv2.getRotationMatrix2D(centre, angle, scale)
+            matrix[:, 2] += (dx, dy)
+            out.append(matrix)
+        return out
 
 
-def tta_views(faces: np.ndarray, shifts=TTA_SHIFTS, flip: bool = True) -> list[np.ndarray]:
-    """The test-time views of faces (N, 48, 48[, 1]): every shift (edge-padded, so the face
-    moves by that many pixels), each also mirrored left–right when ``flip``."""
-    pad = max(max(abs(dy), abs(dx)) for dy, dx in shifts)
-    spatial = ((0, 0), (pad, pad), (pad, pad)) + ((0, 0),) * (faces.ndim - 3)
-    padded = np.pad(faces, spatial, mode="edge")
-    size = faces.shape[1]
-    views = []
-    for dy, dx in shifts:
-        view = padded[:, pad - dy : pad - dy + size, pad - dx : pad - dx + size]
-        views.append(view)
-        if flip:
-            views.append(view[:, :, ::-1])
-    return views
+TTA_SETS: dict[str, TTA] = {
+    "shifts": TTA(),
+    # 90 views within the range of the training augmentation (±10 % shift and zoom, ±10°
+    # rotation); compare the -tta and -tta-affine records' PublicTest accuracy before using it
+    "affine": TTA(
+        shifts=((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3)),
+        scales=(0.9, 1.0, 1.1),
+        angles=(-8.0, 0.0, 8.0),
+    ),
+}
+"""Named TTA sets: ``<run>-tta`` records use ``shifts``, ``<run>-tta-<name>`` the others."""
+
+
+def tta_run_name(run_name: str, tta: str) -> str:
+    """The record name of ``run_name`` evaluated with the TTA set ``tta``."""
+    return f"{run_name}-tta" if tta == "shifts" else f"{run_name}-tta-{tta}"
+
+
+def split_tta_run(name: str) -> tuple[str, str | None]:
+    """(run that trained the model, TTA set or None) of a record name: inverse of
+    :func:`tta_run_name`, e.g. ``x-tta-affine`` → (``x``, ``affine``)."""
+    for tta in TTA_SETS:
+        suffix = tta_run_name("", tta)
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), tta
+    return name, None
+
+
+def tta_views(faces: np.ndarray, tta: TTA = TTA()) -> Iterator[np.ndarray]:
+    """The test-time views of faces (N, 48, 48[, 1]), one at a time (a 90-view set of a test
+    split would not fit in memory at once): each of ``tta``'s affine views (OpenCV
+    ``warpAffine``, edges replicated), followed by its mirror image if ``tta.flip``."""
+    grey = faces[..., 0] if faces.ndim == 4 else faces
+    size = (grey.shape[2], grey.shape[1])
+    for matrix in tta.matrices():
+        view = np.stack([
+            cv2.warpAffine(face, matrix, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+            for face in grey
+        ]).reshape(faces.shape)  # fmt: skip
+        yield view
+        if tta.flip:
+            yield view[:, :, ::-1]
 
 
 def predict(
-    model, faces: np.ndarray, tta: bool = False, batch_size: int = 512, shifts=TTA_SHIFTS
+    model,
+    faces: np.ndarray,
+    tta: bool | str | TTA = False,
+    batch_size: int = 512,
+    progress: bool = False,
 ) -> np.ndarray:
     """Class probabilities (N, 7) of a self-contained model for uint8 or float faces; with
-    ``tta`` the mean over :func:`tta_views` (``shifts``, each also mirrored)."""
+    ``tta`` (True: the default :class:`TTA`; a name in :data:`TTA_SETS`; or a :class:`TTA`)
+    the mean over :func:`tta_views` (``progress``: a bar over the views)."""
+    from tqdm.auto import tqdm
+
     x = np.asarray(faces, dtype=np.float32)
     x = x[..., None] if x.ndim == 3 else x
-    views = tta_views(x, shifts) if tta else [x]
-    return np.mean([model.predict(v, batch_size=batch_size, verbose=0) for v in views], axis=0)
+    if not tta:
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    views = TTA() if tta is True else TTA_SETS[tta] if isinstance(tta, str) else tta
+    total = np.zeros((len(x), len(EMOTIONS)), np.float64)
+    for view in tqdm(tta_views(x, views), total=len(views), desc="TTA views", disable=not progress):
+        total += model.predict(view, batch_size=batch_size, verbose=0)
+    return (total / len(views)).astype(np.float32)
 
 
 def most_confident_mistakes(

@@ -15,8 +15,9 @@ import pandas as pd
 
 from fer_utils.cleaning import clean
 from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root, results_dir
-from fer_utils.data import Dataset, load_fer2013
-from fer_utils.evaluation import predict
+from fer_utils.data import DataError, Dataset, load_fer2013
+from fer_utils.evaluation import predict, tta_run_name
+from fer_utils.inference.classifier import trained_run
 from fer_utils.models import save_for_inference
 from fer_utils.results import EVAL_SPLITS, predictions_path, write_run
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
@@ -46,14 +47,15 @@ def run_experiment(
     dataset: Dataset,
     profile: str,
     command: str,
-    tta: bool = True,
+    tta: str | None = "shifts",
     verbose: int | str = "auto",
 ) -> Experiment:
     """Train ``config`` on ``dataset``'s Training split (cleaned if ``config.clean``), stop
     early on PublicTest, then evaluate on PublicTest and PrivateTest.
 
     Writes ``models/<run_name>.keras``, ``results/<run_name>.json`` (+ predictions) and, with
-    ``tta``, ``results/<run_name>-tta.json`` for the test-time-augmented evaluation."""
+    ``tta`` (a name in :data:`~fer_utils.evaluation.TTA_SETS`), the test-time-augmented
+    evaluation ``results/<run_name>-tta[-<tta>].json``."""
     if config.label_fraction < 1:
         dataset = dataset.label_fraction(config.label_fraction, seed=config.seed)
     train_set = dataset.split("Training")
@@ -78,19 +80,75 @@ def run_experiment(
         "model_file": os.path.relpath(model_path, project_root()),
     }
     records, probabilities = {}, {}
-    for suffix, use_tta in (("", False), ("-tta", True)) if tta else (("", False),):
-        predictions = {}
-        for split in EVAL_SPLITS:
-            part = dataset.split(split)
-            probs = predict(result.model, part.images, tta=use_tta)
-            predictions[split] = (part.labels, probs)
-            probabilities[f"{split}{suffix}"] = probs
-        records[suffix or "plain"] = write_run(
-            f"{run_name}{suffix}", config.describe() + (" + TTA" if use_tta else ""), command,
-            profile, dataset.sha256, result.seconds, predictions, {**extra, "tta": use_tta},
+    for tta_set in (None, tta) if tta else (None,):
+        path, probs = evaluate_and_record(
+            result.model, run_name, config.describe(), dataset, profile, command,
+            result.seconds, extra, tta_set,
         )  # fmt: skip
+        suffix = path.stem.removeprefix(run_name)
+        records[suffix or "plain"] = path
+        probabilities |= {f"{split}{suffix}": p for split, p in probs.items()}
     keras.backend.clear_session()
     return Experiment(run_name, model_path, result, records, probabilities)
+
+
+def evaluate_and_record(
+    model: keras.Model,
+    run_name: str,
+    description: str,
+    dataset: Dataset,
+    profile: str,
+    command: str,
+    train_seconds: float,
+    extra: dict,
+    tta: str | None = None,
+) -> tuple[Path, dict[str, np.ndarray]]:
+    """Evaluate ``model`` on PublicTest and PrivateTest, plainly or with the TTA set ``tta``,
+    and write the record ``run_name`` (``tta``: :func:`~fer_utils.evaluation.tta_run_name`).
+    Returns the record's path and the probabilities per split."""
+    name = tta_run_name(run_name, tta) if tta else run_name
+    label = {None: "", "shifts": " + TTA"}.get(tta, f" + TTA {tta}")
+    predictions = {}
+    for split in EVAL_SPLITS:
+        part = dataset.split(split)
+        probs = predict(model, part.images, tta=tta or False, progress=tta not in (None, "shifts"))
+        predictions[split] = (part.labels, probs)
+    path = write_run(
+        name, description + label, command, profile, dataset.sha256, train_seconds,
+        predictions, {**extra, "tta": tta or False},
+    )  # fmt: skip
+    return path, {split: probs for split, (_, probs) in predictions.items()}
+
+
+# what write_run sets itself; the rest of a run's record describes its training
+_RECORD_KEYS = {"run_name", "model", "command", "profile", "data_sha256", "versions",
+                "train_seconds", "metrics", "tta"}  # fmt: skip
+
+
+def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Path:
+    """Evaluate a finished run's saved model (``models/<run>.keras``, or the default model if
+    it is that run's) with the TTA set ``tta`` and write ``results/<run>-tta[-<tta>].json``,
+    which keeps the run's training time and settings. ``data`` must be the data the run was
+    trained on (checked by its hash)."""
+    record, model_path = trained_run(run_name)
+    config = record.get("config", {})
+    dataset = profile_data(data, record["profile"], config.get("seed", 0))
+    if config.get("label_fraction", 1.0) < 1:
+        dataset = dataset.label_fraction(config["label_fraction"], seed=config["seed"])
+    if dataset.sha256 != record["data_sha256"]:
+        raise DataError(
+            f"{run_name} was trained on data {record['data_sha256'][:12]}…, this is "
+            f"{dataset.sha256[:12]}…: pass the data it was trained on (--data)"
+        )
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    description = record["model"]
+    extra = {key: value for key, value in record.items() if key not in _RECORD_KEYS}
+    path, _ = evaluate_and_record(
+        model, run_name, description, dataset, record["profile"], command,
+        record["train_seconds"], extra, tta,
+    )  # fmt: skip
+    keras.backend.clear_session()
+    return path
 
 
 def load_history(run_name: str) -> pd.DataFrame:

@@ -151,7 +151,7 @@ def _family(runs: pd.DataFrame, family: str) -> pd.DataFrame:
     singles = runs[~ensembles]
     if family == "single":
         return singles
-    return singles[singles.model.str.fullmatch(rf"{re.escape(family)}( \+ TTA)?")]
+    return singles[singles.model.str.fullmatch(rf"{re.escape(family)}( \+ TTA.*)?")]
 
 
 def _selection_score(runs: pd.DataFrame) -> pd.Series:
@@ -179,7 +179,7 @@ def comparison_table(runs: pd.DataFrame) -> str:
         members = _family(runs, family)
         cells = []
         for tta in (False, True):
-            scores = _selection_score(members[members.model.str.endswith("+ TTA") == tta])
+            scores = _selection_score(members[members.model.str.contains(r" \+ TTA") == tta])
             if scores.isna().all():
                 cells.append("– | –")
                 continue

@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,22 @@ LOSSES = ("ce", "focal")
 
 
 def set_threads(threads: int | None = None) -> None:
-    """Use ``threads`` cores for TensorFlow's ops (default: all); call before any TF work."""
+    """Use ``threads`` cores for TensorFlow's ops (default: all). TensorFlow fixes its thread
+    pools at its first op: after that (a notebook cell run again, several runs in one
+    process) a different count only draws a warning, and the pools stay as they are."""
     threads = threads or os.cpu_count() or 1
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if current == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        warnings.warn(
+            f"TensorFlow is already running with {current or 'its default'} intra-op threads; "
+            f"{threads} would take a fresh process (or a restarted kernel)",
+            stacklevel=2,
+        )
 
 
 @keras.saving.register_keras_serializable(package="fer_utils")

@@ -13,7 +13,7 @@ from scipy.special import softmax
 from fer_utils import ensemble as ens
 from fer_utils.config import results_dir
 from fer_utils.errors import UsageError
-from fer_utils.evaluation import metrics, predict
+from fer_utils.evaluation import TTA, metrics, predict
 from fer_utils.results import write_run
 
 
@@ -190,12 +190,10 @@ def test_tta_of_a_flip_invariant_model_changes_nothing():
                                keras.layers.Dense(7, activation="softmax")])  # fmt: skip
     flat = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
                              keras.layers.Dense(7, activation="softmax")])  # fmt: skip
-    flip_only = ((0, 0),)
-    same = predict(pooled, faces, tta=True, shifts=flip_only)
+    flip_only = TTA(shifts=((0, 0),))
+    same = predict(pooled, faces, tta=flip_only)
     np.testing.assert_allclose(same, predict(pooled, faces), atol=1e-5)
-    assert (
-        np.abs(predict(flat, faces, tta=True, shifts=flip_only) - predict(flat, faces)).max() > 1e-3
-    )
+    assert np.abs(predict(flat, faces, tta=flip_only) - predict(flat, faces)).max() > 1e-3
 
 
 def test_member_runs_are_the_profiles_classifiers_only(three_members):

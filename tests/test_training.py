@@ -10,10 +10,23 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
-from fer_utils.data import Dataset
-from fer_utils.evaluation import bootstrap_ci, predict, tta_views
+from fer_utils.config import models_dir
+from fer_utils.data import DataError, Dataset
+from fer_utils.evaluation import (
+    TTA,
+    TTA_SETS,
+    bootstrap_ci,
+    predict,
+    split_tta_run,
+    tta_run_name,
+    tta_views,
+)
+from fer_utils.experiment import evaluate_saved
+from fer_utils.inference import ModelError
 from fer_utils.models import REGISTRY, build_model, save_for_inference
+from fer_utils.results import predictions_path, write_run
 from fer_utils.training import (
     FocalLoss,
     TrainConfig,
@@ -21,6 +34,7 @@ from fer_utils.training import (
     class_weights,
     make_dataset,
     recalibrate_batchnorm,
+    set_threads,
     stopping_starts,
     train,
 )
@@ -187,7 +201,7 @@ def test_saved_model_reloads_with_the_same_predictions(tmp_path: Path) -> None:
 
 def test_tta_views_and_flip_invariant_model() -> None:
     faces = synthetic(4).images
-    views = tta_views(faces)
+    views = list(tta_views(faces))
     assert len(views) == 10 and all(v.shape == faces.shape for v in views)
     assert np.array_equal(views[1], faces[:, :, ::-1])
     assert np.array_equal(views[2][:, 2:, :], faces[:, :-2, :])  # shifted down by two pixels
@@ -235,3 +249,55 @@ def test_precise_batchnorm_recovers_the_data_statistics_and_spares_frozen_layers
     assert float(live.moving_variance[0]) == pytest.approx(faces.var(), rel=0.1)
     assert live.momentum == 0.99
     assert float(frozen.moving_mean[0]) == 0.0 and float(frozen.moving_variance[0]) == 1.0
+
+
+def test_affine_tta_views_turn_about_the_centre_and_keep_the_original() -> None:
+    faces = synthetic(4).images
+    quarter_turn = TTA(shifts=((0, 0),), angles=(90.0,), flip=False)
+    (turned,) = tta_views(faces, quarter_turn)
+    assert np.array_equal(turned, np.rot90(faces, axes=(1, 2)))  # counter-clockwise, exactly
+    shifted = list(tta_views(faces))[2]
+    assert np.array_equal(shifted[:, :2], np.repeat(faces[:, :1], 2, axis=1))  # edge repeated
+    views = list(tta_views(faces[..., None], TTA_SETS["affine"]))
+    assert len(views) == len(TTA_SETS["affine"]) == 90
+    assert all(v.shape == (4, 48, 48, 1) for v in views)
+    assert sum(np.array_equal(v[..., 0], faces) for v in views) == 1  # the identity, once
+
+
+def test_tta_record_names_round_trip() -> None:
+    assert tta_run_name("x", "shifts") == "x-tta" and tta_run_name("x", "affine") == "x-tta-affine"
+    for tta in TTA_SETS:
+        assert split_tta_run(tta_run_name("fast_cnn-ls-cpu", tta)) == ("fast_cnn-ls-cpu", tta)
+    assert split_tta_run("fast_cnn-ls-cpu") == ("fast_cnn-ls-cpu", None)
+
+
+def test_a_finished_run_is_evaluated_again_with_another_tta_set() -> None:
+    noise = synthetic(48)
+    splits = np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
+    data = dataclasses.replace(noise, splits=splits)
+    model = build_model("five_layer")
+    save_for_inference(model, models_dir() / "tiny.keras")
+    test = data.split("PrivateTest")
+    predictions = {s: (data.split(s).labels, predict(model, data.split(s).images))
+                   for s in ("PublicTest", "PrivateTest")}  # fmt: skip
+    extra = {"config": {"seed": 0, "label_fraction": 1.0}, "epochs_run": 3}
+    write_run("tiny", "five_layer", "train …", "cpu", data.sha256, 12.5, predictions, extra)
+
+    record = json.loads(evaluate_saved("tiny", data, "affine", "evaluate …").read_text())
+    assert record["run_name"] == "tiny-tta-affine" and record["model"] == "five_layer + TTA affine"
+    assert (record["train_seconds"], record["epochs_run"], record["tta"]) == (12.5, 3, "affine")
+    with np.load(predictions_path("tiny-tta-affine")) as stored:
+        stored_probabilities = stored["PrivateTest_probabilities"]
+    expected = predict(model, test.images, tta="affine")
+    np.testing.assert_allclose(stored_probabilities, expected, atol=1e-6)
+    with pytest.raises(DataError, match="trained on data"):
+        evaluate_saved("tiny", dataclasses.replace(data, sha256="other"), "affine", "…")
+    with pytest.raises(ModelError, match="TTA evaluation"):
+        evaluate_saved("tiny-tta-affine", data, "shifts", "…")
+
+
+def test_changing_threads_once_tensorflow_runs_warns_instead_of_failing() -> None:
+    keras.ops.add(1.0, 1.0)  # TensorFlow's thread pools now exist
+    wanted = tf.config.threading.get_intra_op_parallelism_threads() + 3
+    with pytest.warns(UserWarning, match="already running"):
+        set_threads(wanted)

@@ -30,7 +30,7 @@ def default_model_path() -> Path:
     return Path(os.environ.get("FER_MODEL") or project_root() / "models" / DEFAULT_MODEL)
 
 
-def _run_model(run: str) -> Path | None:
+def run_model_path(run: str) -> Path | None:
     """``models/<run>.keras``; else the committed default when it is that run's model (only the
     default is committed, so a fresh clone can still weigh it against new runs); else None."""
     model = models_dir() / f"{run}.keras"
@@ -42,6 +42,21 @@ def _run_model(run: str) -> Path | None:
     return None
 
 
+def trained_run(run: str) -> tuple[dict, Path]:
+    """The results record and model file (:func:`run_model_path`) of a finished training run,
+    or a :class:`ModelError` that says what is missing, or that ``run`` is a TTA record."""
+    record_path = results_dir() / f"{run}.json"
+    if not record_path.is_file():
+        raise ModelError(f"no results/{run}.json: train the run first")
+    record = json.loads(record_path.read_text())
+    if record.get("tta"):
+        raise ModelError(f"{run} is a TTA evaluation; name the run it evaluates")
+    model = run_model_path(run)
+    if model is None:
+        raise ModelError(f"{models_dir() / f'{run}.keras'} is missing: rerun `{record['command']}`")
+    return record, model
+
+
 def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     """Make the run with the best PublicTest accuracy among ``runs`` the default model: copy
     its ``models/<run>.keras`` to ``models/default.keras`` and record the choice and every
@@ -51,16 +66,7 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     Both folders are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
     public, files = {}, {}
     for run in runs:
-        record_path = results_dir() / f"{run}.json"
-        if not record_path.is_file():
-            raise ModelError(f"no results/{run}.json: train the run first")
-        record = json.loads(record_path.read_text())
-        if record.get("tta"):
-            raise ModelError(f"{run} is a TTA evaluation; name the run it evaluates")
-        model = _run_model(run)
-        if model is None:
-            path = models_dir() / f"{run}.keras"
-            raise ModelError(f"{path} is missing: rerun `{record['command']}`")
+        record, model = trained_run(run)
         if model.stat().st_size > max_megabytes * 2**20:
             log.warning(
                 "%s is over %g MB (the default is committed): left out", model, max_megabytes
