@@ -134,8 +134,8 @@ def split_tta_run(name: str) -> tuple[str, str | None]:
 
 
 def tta_views(faces: np.ndarray, tta: TTA = TTA()) -> Iterator[np.ndarray]:
-    """The test-time views of faces (N, 48, 48[, 1]), one at a time (a 90-view set of a test
-    split would not fit in memory at once): each of ``tta``'s affine views (OpenCV
+    """The test-time views of faces (N, 48, 48[, 1]), one at a time (all 90 views of a test
+    split at once would take gigabytes): each of ``tta``'s affine views (OpenCV
     ``warpAffine``, edges replicated), followed by its mirror image if ``tta.flip``."""
     grey = faces[..., 0] if faces.ndim == 4 else faces
     size = (grey.shape[2], grey.shape[1])
