@@ -14,10 +14,10 @@ import numpy as np
 from fer_utils.config import AUGMENTATIONS, project_root
 from fer_utils.data import DataError, find_data, load_fer2013
 from fer_utils.errors import FerError
-from fer_utils.evaluation import TTA_SETS
 from fer_utils.inference import ModelError
 from fer_utils.inference.faces import DETECTORS
 from fer_utils.preprocessing import CORRECTIONS
+from fer_utils.tta import TTA_SETS
 
 SAMPLE_CSV = project_root() / "data" / "sample" / "fer2013_sample.csv.gz"
 

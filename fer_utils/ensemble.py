@@ -18,8 +18,9 @@ from scipy.special import log_softmax, softmax
 
 from fer_utils.config import results_dir
 from fer_utils.errors import UsageError
-from fer_utils.evaluation import metrics, split_tta_run
+from fer_utils.evaluation import metrics
 from fer_utils.results import predictions_path
+from fer_utils.tta import split_tta_run
 
 SELECTION_SPLIT = "PublicTest"
 MIN_WEIGHT = 1e-3  # fitted weights below this (in magnitude) are dropped

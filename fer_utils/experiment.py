@@ -16,12 +16,13 @@ import pandas as pd
 from fer_utils.cleaning import clean
 from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root, results_dir
 from fer_utils.data import DataError, Dataset, load_fer2013
-from fer_utils.evaluation import predict, tta_run_name
+from fer_utils.evaluation import predict
 from fer_utils.inference.classifier import trained_run
 from fer_utils.models import save_for_inference
 from fer_utils.results import EVAL_SPLITS, predictions_path, write_run
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
 from fer_utils.training import TrainConfig, TrainResult, read_log, save_config, train
+from fer_utils.tta import tta_run_name
 
 
 def profile_data(data: str | Path | Dataset | None, profile: str, seed: int = 0) -> Dataset:
@@ -54,7 +55,7 @@ def run_experiment(
     early on PublicTest, then evaluate on PublicTest and PrivateTest.
 
     Writes ``models/<run_name>.keras``, ``results/<run_name>.json`` (+ predictions) and, with
-    ``tta`` (a name in :data:`~fer_utils.evaluation.TTA_SETS`), the test-time-augmented
+    ``tta`` (a name in :data:`~fer_utils.tta.TTA_SETS`), the test-time-augmented
     evaluation ``results/<run_name>-tta[-<tta>].json``."""
     if config.label_fraction < 1:
         dataset = dataset.label_fraction(config.label_fraction, seed=config.seed)
@@ -104,7 +105,7 @@ def evaluate_and_record(
     tta: str | None = None,
 ) -> tuple[Path, dict[str, np.ndarray]]:
     """Evaluate ``model`` on PublicTest and PrivateTest, plainly or with the TTA set ``tta``,
-    and write the record ``run_name`` (``tta``: :func:`~fer_utils.evaluation.tta_run_name`).
+    and write the record ``run_name`` (``tta``: :func:`~fer_utils.tta.tta_run_name`).
     Returns the record's path and the probabilities per split."""
     name = tta_run_name(run_name, tta) if tta else run_name
     label = {None: "", "shifts": " + TTA"}.get(tta, f" + TTA {tta}")

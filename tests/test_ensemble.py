@@ -13,8 +13,9 @@ from scipy.special import softmax
 from fer_utils import ensemble as ens
 from fer_utils.config import results_dir
 from fer_utils.errors import UsageError
-from fer_utils.evaluation import TTA, metrics, predict
+from fer_utils.evaluation import metrics, predict
 from fer_utils.results import write_run
+from fer_utils.tta import TTA
 
 
 def one_hot(labels: list[int], confidence: float = 0.9) -> np.ndarray:

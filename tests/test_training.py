@@ -14,15 +14,7 @@ import tensorflow as tf
 
 from fer_utils.config import models_dir
 from fer_utils.data import DataError, Dataset
-from fer_utils.evaluation import (
-    TTA,
-    TTA_SETS,
-    bootstrap_ci,
-    predict,
-    split_tta_run,
-    tta_run_name,
-    tta_views,
-)
+from fer_utils.evaluation import bootstrap_ci, predict
 from fer_utils.experiment import evaluate_saved
 from fer_utils.inference import ModelError
 from fer_utils.models import REGISTRY, build_model, save_for_inference
@@ -38,6 +30,7 @@ from fer_utils.training import (
     stopping_starts,
     train,
 )
+from fer_utils.tta import TTA, TTA_SETS, split_tta_run, tta_run_name, tta_views
 
 
 def synthetic(n: int, seed: int = 0) -> Dataset:

@@ -1,0 +1,86 @@
+"""Test-time augmentation: named sets of affine views of a face, generated one view at a time,
+and the record names of runs evaluated with them. Kept apart from :mod:`fer_utils.evaluation`
+so that the command line can offer the sets without importing scikit-learn."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fer_utils.config import IMAGE_SIZE
+
+
+@dataclass(frozen=True)
+class TTA:
+    """A test-time-augmentation set: every combination of a shift (rows, columns in pixels),
+    a scale and a rotation (degrees) about the face's centre, each view also mirrored
+    left-right when ``flip``; pixels moved in from outside repeat the edge, as in training's
+    ``fill_mode="nearest"``. The default is the 10 shifted and mirrored views of every
+    ``-tta`` record."""
+
+    shifts: tuple[tuple[int, int], ...] = ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))
+    scales: tuple[float, ...] = (1.0,)
+    angles: tuple[float, ...] = (0.0,)
+    flip: bool = True
+
+    def __len__(self) -> int:
+        return len(self.shifts) * len(self.scales) * len(self.angles) * (2 if self.flip else 1)
+
+    def matrices(self) -> list[np.ndarray]:
+        """The 2×3 affine matrix (OpenCV's convention) of each unmirrored view."""
+        centre = ((IMAGE_SIZE - 1) / 2, (IMAGE_SIZE - 1) / 2)
+        out = []
+        for scale, angle, (dy, dx) in itertools.product(self.scales, self.angles, self.shifts):
+            matrix = cv2.getRotationMatrix2D(centre, angle, scale)
+            matrix[:, 2] += (dx, dy)
+            out.append(matrix)
+        return out
+
+
+TTA_SETS: dict[str, TTA] = {
+    "shifts": TTA(),
+    # 90 views within the range of the training augmentation (±10 % shift and zoom, ±10°
+    # rotation); compare the -tta and -tta-affine records' PublicTest accuracy before using it
+    "affine": TTA(
+        shifts=((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3)),
+        scales=(0.9, 1.0, 1.1),
+        angles=(-8.0, 0.0, 8.0),
+    ),
+}
+"""Named TTA sets: ``<run>-tta`` records use ``shifts``, ``<run>-tta-<name>`` the others."""
+
+
+def tta_run_name(run_name: str, tta: str) -> str:
+    """The record name of ``run_name`` evaluated with the TTA set ``tta``."""
+    return f"{run_name}-tta" if tta == "shifts" else f"{run_name}-tta-{tta}"
+
+
+def split_tta_run(name: str) -> tuple[str, str | None]:
+    """(run that trained the model, TTA set or None) of a record name: inverse of
+    :func:`tta_run_name`, e.g. ``x-tta-affine`` → (``x``, ``affine``)."""
+    for tta in TTA_SETS:
+        suffix = tta_run_name("", tta)
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), tta
+    return name, None
+
+
+def tta_views(faces: np.ndarray, tta: TTA = TTA()) -> Iterator[np.ndarray]:
+    """The test-time views of faces (N, 48, 48[, 1]), one at a time (all 90 views of a test
+    split at once would take gigabytes): each of ``tta``'s affine views (OpenCV
+    ``warpAffine``, edges replicated), followed by its mirror image if ``tta.flip``."""
+    grey = faces[..., 0] if faces.ndim == 4 else faces
+    size = (grey.shape[2], grey.shape[1])
+    for matrix in tta.matrices():
+        view = np.stack([
+            cv2.warpAffine(face, matrix, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+            for face in grey
+        ]).reshape(faces.shape)  # fmt: skip
+        yield view
+        if tta.flip:
+            yield view[:, :, ::-1]
