@@ -7,6 +7,9 @@ but PublicTest; PrivateTest is loaded separately, only to evaluate an ensemble a
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,11 +18,13 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
+from sklearn.model_selection import StratifiedKFold
+from tqdm.auto import tqdm
 
-from fer_utils.config import results_dir
+from fer_utils.config import models_dir, results_dir
 from fer_utils.errors import UsageError
-from fer_utils.evaluation import metrics
-from fer_utils.results import predictions_path
+from fer_utils.evaluation import comparison_table, metrics, predict
+from fer_utils.results import load_runs, predictions_path, write_run
 from fer_utils.tta import split_tta_run
 
 SELECTION_SPLIT = "PublicTest"
@@ -196,8 +201,6 @@ def cross_validate(
     each, averaged): how well a method's choices carry over to faces it did not fit, judged
     without touching PrivateTest. An ensemble's own PublicTest accuracy is in-sample (it was
     fitted there), so this is the score to compare ensembles by."""
-    from sklearn.model_selection import StratifiedKFold
-
     _require_selection_split(validation)
     scores: dict[str, list[float]] = {name: [] for name in methods}
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -252,10 +255,6 @@ def record_ensemble(
     """Evaluate a fixed ensemble on PublicTest and, once, on PrivateTest (loaded here, after
     selection), and write it as ``results/<run_name>.json`` + predictions like any model,
     with its method's cross-validated PublicTest accuracy (:func:`cross_validate`) if given."""
-    import json
-
-    from fer_utils.results import write_run
-
     _require_selection_split(validation)
     test = load_split(ensemble.names, "PrivateTest")
     records = {n: json.loads((results_dir() / f"{n}.json").read_text()) for n in ensemble.names}
@@ -281,19 +280,13 @@ def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
     With ``labels`` (the PublicTest labels of the data at hand), runs evaluated on other faces
     (another subset, e.g. a quick run with another seed, or other data) are left out, and
     counted in a warning: their predictions cannot be pooled with these."""
-    import json
-    import logging
-
-    from fer_utils.results import load_runs
-
     runs = load_runs()
     if runs.empty:
         return []
     names = sorted(
         n
-        for n in runs[runs.profile == profile].run_name
+        for n in runs[(runs.profile == profile) & ~runs.linear_probe].run_name
         if not n.startswith(("ensemble", "student"))
-        and "pretrain_config" not in json.loads((results_dir() / f"{n}.json").read_text())
     )
     if labels is None:
         return names
@@ -326,8 +319,6 @@ def plain_run(name: str) -> str:
 
 
 def _model_path(name: str) -> Path:
-    from fer_utils.config import models_dir
-
     return models_dir() / f"{plain_run(name)}.keras"
 
 
@@ -358,7 +349,7 @@ def with_models(names: Sequence[str]) -> list[str]:
 def load_member_models(names: Sequence[str]) -> dict:
     """The saved models (``models/<run>.keras``) of ensemble members, by plain run name;
     all missing ones are named in one :class:`ModelError` before anything loads."""
-    import keras
+    import keras  # here, not above: ensembles of saved predictions need no TensorFlow
 
     from fer_utils.inference.classifier import ModelError
 
@@ -382,10 +373,6 @@ def teacher_probabilities(
     """The ensemble's probabilities for new ``faces`` (e.g. the Training split, as soft targets
     for a distilled student), from its members' models; ``-tta[-<set>]`` members predict with
     that TTA set (``progress``: a bar over members)."""
-    from tqdm.auto import tqdm
-
-    from fer_utils.evaluation import predict
-
     members = [
         predict(models[plain_run(n)], faces, tta=split_tta_run(n)[1] or False)
         for n in tqdm(ensemble.names, desc="teacher members", unit="member", disable=not progress)
@@ -404,10 +391,6 @@ def write_teacher(ensemble: Ensemble, models: dict, train, path: Path) -> Path:
 
 def speed_comparison(ensemble: Ensemble, models: dict, student, faces: np.ndarray) -> pd.DataFrame:
     """Faces per second of the ensemble (every member, with its TTA) and of one student model."""
-    import time
-
-    from fer_utils.evaluation import predict
-
     runs = {
         "ensemble": lambda: teacher_probabilities(ensemble, models, faces),
         "student": lambda: predict(student, faces),
@@ -431,8 +414,6 @@ def agreement(data: SplitPredictions) -> pd.DataFrame:
 def member_table(test: SplitPredictions, ensembles: dict[str, Ensemble]) -> pd.DataFrame:
     """Accuracy (with its 95 % bootstrap interval), balanced accuracy and macro-F1 on ``test``
     of every member and every (already fixed) ensemble."""
-    from fer_utils.evaluation import comparison_table
-
     candidates = {n: test.member(n) for n in test.names}
     candidates |= {name: e.predict(test) for name, e in ensembles.items()}
     return comparison_table(test.labels, candidates)

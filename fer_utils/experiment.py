@@ -22,7 +22,7 @@ from fer_utils.models import save_for_inference
 from fer_utils.results import EVAL_SPLITS, predictions_path, write_run
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
 from fer_utils.training import TrainConfig, TrainResult, read_log, save_config, train
-from fer_utils.tta import tta_run_name
+from fer_utils.tta import tta_label, tta_run_name
 
 
 def profile_data(data: str | Path | Dataset | None, profile: str, seed: int = 0) -> Dataset:
@@ -57,8 +57,7 @@ def run_experiment(
     Writes ``models/<run_name>.keras``, ``results/<run_name>.json`` (+ predictions) and, with
     ``tta`` (a name in :data:`~fer_utils.tta.TTA_SETS`), the test-time-augmented
     evaluation ``results/<run_name>-tta[-<tta>].json``."""
-    if config.label_fraction < 1:
-        dataset = dataset.label_fraction(config.label_fraction, seed=config.seed)
+    dataset = dataset.label_fraction(config.label_fraction, seed=config.seed)
     train_set = dataset.split("Training")
     removed = None
     if config.clean:
@@ -107,12 +106,11 @@ def evaluate_and_record(
     """Evaluate ``model`` on PublicTest and PrivateTest, plainly or with the TTA set ``tta``,
     and write the record ``run_name`` (``tta``: :func:`~fer_utils.tta.tta_run_name`).
     Returns the record's path and the probabilities per split."""
-    name = tta_run_name(run_name, tta) if tta else run_name
-    label = {None: "", "shifts": " + TTA"}.get(tta, f" + TTA {tta}")
+    name, label = (tta_run_name(run_name, tta), tta_label(tta)) if tta else (run_name, "")
     predictions = {}
     for split in EVAL_SPLITS:
         part = dataset.split(split)
-        probs = predict(model, part.images, tta=tta or False, progress=tta not in (None, "shifts"))
+        probs = predict(model, part.images, tta=tta or False, progress=bool(tta))
         predictions[split] = (part.labels, probs)
     path = write_run(
         name, description + label, command, profile, dataset.sha256, train_seconds,
@@ -133,9 +131,9 @@ def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Path
     trained on (checked by its hash)."""
     record, model_path = trained_run(run_name)
     config = record.get("config", {})
-    dataset = profile_data(data, record["profile"], config.get("seed", 0))
-    if config.get("label_fraction", 1.0) < 1:
-        dataset = dataset.label_fraction(config["label_fraction"], seed=config["seed"])
+    seed = config.get("seed", 0)
+    dataset = profile_data(data, record["profile"], seed)
+    dataset = dataset.label_fraction(config.get("label_fraction", 1.0), seed=seed)
     if dataset.sha256 != record["data_sha256"]:
         raise DataError(
             f"{run_name} was trained on data {record['data_sha256'][:12]}…, this is "

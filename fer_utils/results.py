@@ -108,6 +108,7 @@ def load_runs(folder: Path | None = None) -> pd.DataFrame:
             continue
         row = {k: record[k] for k in ("run_name", "model", "profile", "train_seconds")}
         row["cv_accuracy"] = record.get("cv_accuracy", np.nan)  # see _selection_score
+        row["linear_probe"] = "pretrain_config" in record  # a self-supervised encoder's probe
         for split, values in record["metrics"].items():
             row.update({f"{split}_{k}": v for k, v in values.items()})
         rows.append(row)

@@ -54,9 +54,19 @@ TTA_SETS: dict[str, TTA] = {
 """Named TTA sets: ``<run>-tta`` records use ``shifts``, ``<run>-tta-<name>`` the others."""
 
 
+def _suffix(tta: str) -> str:
+    """How records name the set ``tta``: not at all for ``shifts``, the first and default."""
+    return "" if tta == "shifts" else f"-{tta}"
+
+
 def tta_run_name(run_name: str, tta: str) -> str:
     """The record name of ``run_name`` evaluated with the TTA set ``tta``."""
-    return f"{run_name}-tta" if tta == "shifts" else f"{run_name}-tta-{tta}"
+    return f"{run_name}-tta{_suffix(tta)}"
+
+
+def tta_label(tta: str) -> str:
+    """What a record's model description gains with the TTA set ``tta``: `` + TTA [name]``."""
+    return f" + TTA{_suffix(tta).replace('-', ' ')}"
 
 
 def split_tta_run(name: str) -> tuple[str, str | None]:

@@ -30,7 +30,7 @@ from fer_utils.training import (
     stopping_starts,
     train,
 )
-from fer_utils.tta import TTA, TTA_SETS, split_tta_run, tta_run_name, tta_views
+from fer_utils.tta import TTA, TTA_SETS, split_tta_run, tta_label, tta_run_name, tta_views
 
 
 def synthetic(n: int, seed: int = 0) -> Dataset:
@@ -259,6 +259,7 @@ def test_affine_tta_views_turn_about_the_centre_and_keep_the_original() -> None:
 
 def test_tta_record_names_round_trip() -> None:
     assert tta_run_name("x", "shifts") == "x-tta" and tta_run_name("x", "affine") == "x-tta-affine"
+    assert tta_label("shifts") == " + TTA" and tta_label("affine") == " + TTA affine"
     for tta in TTA_SETS:
         assert split_tta_run(tta_run_name("fast_cnn-ls-cpu", tta)) == ("fast_cnn-ls-cpu", tta)
     assert split_tta_run("fast_cnn-ls-cpu") == ("fast_cnn-ls-cpu", None)

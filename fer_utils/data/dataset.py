@@ -152,9 +152,12 @@ class Dataset:
 
     def label_fraction(self, fraction: float, split: str = "Training", seed: int = 0) -> Dataset:
         """Keep a stratified ``fraction`` (0 < f ≤ 1) of ``split``'s rows (at least one per
-        class present) and every row of the other splits: the few-labels setting."""
+        class present) and every row of the other splits: the few-labels setting. A fraction
+        of 1 returns the dataset itself."""
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], not {fraction}")
+        if fraction == 1:
+            return self
         rng = np.random.default_rng(seed)
         keep = [np.flatnonzero(self.splits != split)]
         for label in range(len(EMOTIONS)):
