@@ -12,6 +12,7 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
 )
+from tqdm.auto import tqdm
 
 from fer_utils.config import EMOTIONS
 from fer_utils.tta import TTA, TTA_SETS, tta_views
@@ -84,8 +85,6 @@ def predict(
     """Class probabilities (N, 7) of a self-contained model for uint8 or float faces; with
     ``tta`` (True: the default :class:`TTA`; a name in :data:`TTA_SETS`; or a :class:`TTA`)
     the mean over :func:`tta_views` (``progress``: a bar over the views)."""
-    from tqdm.auto import tqdm
-
     x = np.asarray(faces, dtype=np.float32)
     x = x[..., None] if x.ndim == 3 else x
     if not tta:

@@ -19,7 +19,7 @@ from fer_utils.data import DataError, Dataset, load_fer2013
 from fer_utils.evaluation import predict
 from fer_utils.inference.classifier import trained_run
 from fer_utils.models import save_for_inference
-from fer_utils.results import EVAL_SPLITS, predictions_path, write_run
+from fer_utils.results import EVAL_SPLITS, REQUIRED_KEYS, predictions_path, write_run
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
 from fer_utils.training import TrainConfig, TrainResult, read_log, save_config, train
 from fer_utils.tta import tta_label, tta_run_name
@@ -119,9 +119,8 @@ def evaluate_and_record(
     return path, {split: probs for split, (_, probs) in predictions.items()}
 
 
-# what write_run sets itself; the rest of a run's record describes its training
-_RECORD_KEYS = {"run_name", "model", "command", "profile", "data_sha256", "versions",
-                "train_seconds", "metrics", "tta"}  # fmt: skip
+# what write_run and evaluate_and_record set themselves; the rest of a record describes training
+_RECORD_KEYS = {*REQUIRED_KEYS, "tta"}
 
 
 def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Path:
