@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from fer_utils.config import models_dir, results_dir
 from fer_utils.errors import UsageError
 from fer_utils.evaluation import comparison_table, metrics, predict
-from fer_utils.results import load_runs, predictions_path, write_run
+from fer_utils.results import load_runs, predictions_path, read_predictions, write_run
 from fer_utils.tta import split_tta_run
 
 SELECTION_SPLIT = "PublicTest"
@@ -56,14 +56,14 @@ def load_split(run_names: Sequence[str], split: str) -> SplitPredictions:
         raise UsageError("no runs to ensemble: train some first (results/predictions is empty)")
     labels, probabilities = None, []
     for name in run_names:
-        path = predictions_path(name)
-        if not path.is_file():
+        stored = read_predictions(name)
+        if not stored:
+            path = predictions_path(name)
             raise UsageError(f"{path}: no predictions for run {name!r}; train it first")
-        with np.load(path) as stored:
-            if f"{split}_probabilities" not in stored:
-                raise UsageError(f"{path} has no {split} predictions")
-            member_labels = stored[f"{split}_labels"].astype(np.int64)
-            probabilities.append(stored[f"{split}_probabilities"].astype(np.float64))
+        if split not in stored:
+            raise UsageError(f"{predictions_path(name)} has no {split} predictions")
+        member_labels, member_probabilities = stored[split]
+        probabilities.append(member_probabilities.astype(np.float64))
         if labels is not None and not np.array_equal(labels, member_labels):
             raise ValueError(f"{name}: its {split} labels differ from the other members' (data?)")
         labels = member_labels
@@ -290,7 +290,12 @@ def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
     )
     if labels is None:
         return names
-    same = [n for n in names if np.array_equal(_stored_labels(n), labels)]
+    stored = {n: read_predictions(n) for n in names}
+    same = [
+        n
+        for n in names
+        if SELECTION_SPLIT in stored[n] and np.array_equal(stored[n][SELECTION_SPLIT][0], labels)
+    ]
     if len(same) < len(names):
         other = sorted(set(names) - set(same))
         logging.warning(
@@ -301,15 +306,6 @@ def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
             ", ".join(other),
         )
     return same
-
-
-def _stored_labels(name: str) -> np.ndarray | None:
-    """A run's saved PublicTest labels (None without a predictions file)."""
-    path = predictions_path(name)
-    if not path.is_file():
-        return None
-    with np.load(path) as stored:
-        return stored.get(f"{SELECTION_SPLIT}_labels")
 
 
 def plain_run(name: str) -> str:

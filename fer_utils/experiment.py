@@ -19,7 +19,7 @@ from fer_utils.data import DataError, Dataset, load_fer2013
 from fer_utils.evaluation import predict
 from fer_utils.inference.classifier import trained_run
 from fer_utils.models import save_for_inference
-from fer_utils.results import EVAL_SPLITS, REQUIRED_KEYS, predictions_path, write_run
+from fer_utils.results import EVAL_SPLITS, REQUIRED_KEYS, read_predictions, write_run
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
 from fer_utils.training import TrainConfig, TrainResult, read_log, save_config, train
 from fer_utils.tta import tta_label, tta_run_name
@@ -168,10 +168,7 @@ class TrainedRun:
 def load_run(run_name: str) -> TrainedRun:
     """Load ``models/<run>.keras``, ``results/<run>.json`` and its predictions file."""
     record = json.loads((results_dir() / f"{run_name}.json").read_text())
-    stored = np.load(predictions_path(run_name))
-    probabilities = {
-        s: stored[f"{s}_probabilities"] for s in EVAL_SPLITS if f"{s}_probabilities" in stored
-    }
+    probabilities = {s: p for s, (_, p) in read_predictions(run_name).items() if s in EVAL_SPLITS}
     model = keras.saving.load_model(models_dir() / Path(record["model_file"]).name, safe_mode=True)
     return TrainedRun(run_name, model, record, probabilities, load_history(run_name))
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from fer_utils.config import results_dir
 from fer_utils.evaluation import metrics
+from fer_utils.tta import split_tta_run, tta_label
 
 REQUIRED_KEYS = (
     "run_name",
@@ -61,6 +62,23 @@ def predictions_path(run_name: str) -> Path:
     return results_dir() / "predictions" / f"{run_name}.npz"
 
 
+def read_predictions(run_name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every split in ``run_name``'s predictions file: {split: (labels, probabilities)};
+    empty if the run has no predictions file."""
+    path = predictions_path(run_name)
+    if not path.is_file():
+        return {}
+    with np.load(path) as stored:
+        return {
+            key.removesuffix("_labels"): (
+                stored[key].astype(np.int64),
+                stored[key.replace("_labels", "_probabilities")],
+            )
+            for key in stored.files
+            if key.endswith("_labels")
+        }
+
+
 def write_run(
     run_name: str,
     model: str,
@@ -100,13 +118,19 @@ def write_run(
 
 
 def load_runs(folder: Path | None = None) -> pd.DataFrame:
-    """One row per results JSON: name, model, profile, train time and every split's metrics."""
+    """One row per results JSON: name, model, profile, train time and every split's metrics;
+    ``tta`` (the TTA set of a test-time-augmented record, else None) and ``architecture`` (the
+    model without its TTA label)."""
     rows = []
     for path in sorted((folder or results_dir()).glob("*.json")):
         record = json.loads(path.read_text())
         if not all(key in record for key in REQUIRED_KEYS):
             continue
         row = {k: record[k] for k in ("run_name", "model", "profile", "train_seconds")}
+        row["tta"] = split_tta_run(record["run_name"])[1]  # None, or the TTA set
+        row["architecture"] = record["model"].removesuffix(
+            tta_label(row["tta"]) if row["tta"] else ""
+        )
         row["cv_accuracy"] = record.get("cv_accuracy", np.nan)  # see _selection_score
         row["linear_probe"] = "pretrain_config" in record  # a self-supervised encoder's probe
         for split, values in record["metrics"].items():
@@ -152,7 +176,7 @@ def _family(runs: pd.DataFrame, family: str) -> pd.DataFrame:
     singles = runs[~ensembles]
     if family == "single":
         return singles
-    return singles[singles.model.str.fullmatch(rf"{re.escape(family)}( \+ TTA.*)?")]
+    return singles[singles.architecture == family]
 
 
 def _selection_score(runs: pd.DataFrame) -> pd.Series:
@@ -180,7 +204,7 @@ def comparison_table(runs: pd.DataFrame) -> str:
         members = _family(runs, family)
         cells = []
         for tta in (False, True):
-            scores = _selection_score(members[members.model.str.contains(r" \+ TTA") == tta])
+            scores = _selection_score(members[members.tta.notna() == tta])
             if scores.isna().all():
                 cells.append("– | –")
                 continue
