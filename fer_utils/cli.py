@@ -390,9 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     p.add_argument("--run-name", help="default: simclr-<model>-<profile>")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=32,
+                   help="cosine schedule length (32: about an hour of two cores)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=256, help="faces per batch (2 views each)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--time-budget", type=float, help="stop after this many minutes")
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")

@@ -196,6 +196,22 @@ def train_or_load(
     return load_run(run_name)
 
 
+def train_or_read_record(
+    config: TrainConfig,
+    run_name: str,
+    dataset: Dataset,
+    profile: str,
+    command: str,
+    reuse: bool = True,
+) -> dict:
+    """The run's ``results/<run>.json`` record, trained first unless ``reuse`` and the record
+    exists: for tables and curves that need a run's numbers but not its model file."""
+    path = results_dir() / f"{run_name}.json"
+    if not (reuse and path.is_file()):
+        run_experiment(config, run_name, dataset, profile, command)
+    return json.loads(path.read_text())
+
+
 def run_pretraining(
     config: PretrainConfig,
     run_name: str,

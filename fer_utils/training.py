@@ -248,17 +248,24 @@ class TrainConfig:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, not {self.augment!r}")
 
 
+def warmup_cosine(
+    rate: float, epochs: int, steps_per_epoch: int
+) -> keras.optimizers.schedules.CosineDecay:
+    """One linear warm-up epoch (when there are more than two) up to ``rate``, then cosine
+    decay to zero at the end of the last epoch."""
+    warmup = steps_per_epoch if epochs > 2 else 0
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else rate,
+        decay_steps=max(1, epochs * steps_per_epoch - warmup),
+        warmup_target=rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
 def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.schedule == "cosine":
-        total = max(1, config.epochs * steps_per_epoch)
-        warmup = steps_per_epoch if config.epochs > 2 else 0  # one warm-up epoch
-        rate = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config.learning_rate,
-            decay_steps=max(1, total - warmup),
-            warmup_target=config.learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
+        rate = warmup_cosine(config.learning_rate, config.epochs, steps_per_epoch)
     elif config.schedule != "plateau":
         raise ValueError(f"schedule must be 'cosine' or 'plateau', not {config.schedule!r}")
     if config.optimizer == "sgd":

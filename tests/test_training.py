@@ -15,7 +15,7 @@ import tensorflow as tf
 from fer_utils.config import models_dir
 from fer_utils.data import DataError, Dataset
 from fer_utils.evaluation import bootstrap_ci, predict
-from fer_utils.experiment import evaluate_saved
+from fer_utils.experiment import evaluate_saved, train_or_read_record
 from fer_utils.inference import ModelError
 from fer_utils.models import REGISTRY, build_model, save_for_inference
 from fer_utils.results import predictions_path, write_run
@@ -288,6 +288,22 @@ def test_a_finished_run_is_evaluated_again_with_another_tta_set() -> None:
         evaluate_saved("tiny", dataclasses.replace(data, sha256="other"), "affine", "…")
     with pytest.raises(ModelError, match="TTA evaluation"):
         evaluate_saved("tiny-tta-affine", data, "shifts", "…")
+
+
+def test_a_curve_reads_finished_records_and_trains_only_the_missing_ones() -> None:
+    noise = synthetic(48)
+    data = dataclasses.replace(
+        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
+    )
+    config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1})
+    first = train_or_read_record(config, "point", data, "quick", "train …")
+    assert first["epochs_run"] == 1 and first["metrics"]["PrivateTest"]["n"] == 16
+    (models_dir() / "point.keras").unlink()  # the record is enough: the model is not needed
+    longer = dataclasses.replace(config, epochs=2)
+    assert train_or_read_record(longer, "point", data, "quick", "train …") == first
+    assert not (models_dir() / "point.keras").exists()  # read, not trained again
+    again = train_or_read_record(longer, "point", data, "quick", "train …", reuse=False)
+    assert again["epochs_run"] == 2 and (models_dir() / "point.keras").is_file()
 
 
 def test_changing_threads_once_tensorflow_runs_warns_instead_of_failing() -> None:
