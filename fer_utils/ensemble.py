@@ -7,7 +7,6 @@ but PublicTest; PrivateTest is loaded separately, only to evaluate an ensemble a
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,10 +20,16 @@ from scipy.special import log_softmax, softmax
 from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
-from fer_utils.config import models_dir, results_dir
+from fer_utils.config import models_dir
 from fer_utils.errors import UsageError
 from fer_utils.evaluation import comparison_table, metrics, predict
-from fer_utils.results import load_runs, predictions_path, read_predictions, write_run
+from fer_utils.results import (
+    load_runs,
+    predictions_path,
+    read_predictions,
+    read_record,
+    write_run,
+)
 from fer_utils.tta import split_tta_run
 
 SELECTION_SPLIT = "PublicTest"
@@ -257,20 +262,20 @@ def record_ensemble(
     with its method's cross-validated PublicTest accuracy (:func:`cross_validate`) if given."""
     _require_selection_split(validation)
     test = load_split(ensemble.names, "PrivateTest")
-    records = {n: json.loads((results_dir() / f"{n}.json").read_text()) for n in ensemble.names}
+    records = {n: read_record(n) for n in ensemble.names}
     # A run and its TTA evaluations share one training: count it once.
     seconds = {plain_run(n): r["train_seconds"] for n, r in records.items()}
     first = records[ensemble.names[0]]
     predictions = {
         s.split: (s.labels, ensemble.predict(s)) for s in (validation, test)
     }  # fmt: skip
-    path = write_run(
+    write_run(
         run_name, f"ensemble of {len(ensemble.names)}", command, first["profile"],
         first["data_sha256"], sum(seconds.values()), predictions,
         {"members": ensemble.describe(), "pool": ensemble.pool}
         | ({} if cv_accuracy is None else {"cv_accuracy": round(float(cv_accuracy), 6)}),
     )  # fmt: skip
-    return json.loads(path.read_text())
+    return read_record(run_name)
 
 
 def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:

@@ -4,7 +4,6 @@ results record. The ``train`` command and the notebooks both call :func:`run_exp
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,19 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.cleaning import clean
-from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root, results_dir
+from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root
 from fer_utils.data import DataError, Dataset, load_fer2013
 from fer_utils.evaluation import predict
 from fer_utils.inference.classifier import trained_run
 from fer_utils.models import save_for_inference
-from fer_utils.results import EVAL_SPLITS, REQUIRED_KEYS, read_predictions, write_run
+from fer_utils.results import (
+    EVAL_SPLITS,
+    REQUIRED_KEYS,
+    read_predictions,
+    read_record,
+    record_path,
+    write_run,
+)
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
 from fer_utils.training import TrainConfig, TrainResult, read_log, save_config, train
 from fer_utils.tta import tta_label, tta_run_name
@@ -167,7 +173,7 @@ class TrainedRun:
 
 def load_run(run_name: str) -> TrainedRun:
     """Load ``models/<run>.keras``, ``results/<run>.json`` and its predictions file."""
-    record = json.loads((results_dir() / f"{run_name}.json").read_text())
+    record = read_record(run_name)
     probabilities = {s: p for s, (_, p) in read_predictions(run_name).items() if s in EVAL_SPLITS}
     model = keras.saving.load_model(models_dir() / Path(record["model_file"]).name, safe_mode=True)
     return TrainedRun(run_name, model, record, probabilities, load_history(run_name))
@@ -175,9 +181,7 @@ def load_run(run_name: str) -> TrainedRun:
 
 def has_run(run_name: str) -> bool:
     """Whether ``models/<run>.keras`` and ``results/<run>.json`` both exist."""
-    return (models_dir() / f"{run_name}.keras").is_file() and (
-        results_dir() / f"{run_name}.json"
-    ).is_file()
+    return (models_dir() / f"{run_name}.keras").is_file() and record_path(run_name).is_file()
 
 
 def train_or_load(
@@ -206,10 +210,9 @@ def train_or_read_record(
 ) -> dict:
     """The run's ``results/<run>.json`` record, trained first unless ``reuse`` and the record
     exists: for tables and curves that need a run's numbers but not its model file."""
-    path = results_dir() / f"{run_name}.json"
-    if not (reuse and path.is_file()):
+    if not (reuse and record_path(run_name).is_file()):
         run_experiment(config, run_name, dataset, profile, command)
-    return json.loads(path.read_text())
+    return read_record(run_name)
 
 
 def run_pretraining(

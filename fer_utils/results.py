@@ -57,6 +57,19 @@ def versions() -> dict[str, str]:
     return found
 
 
+def record_path(run_name: str) -> Path:
+    """Where a run's record is (``results/<run>.json``)."""
+    return results_dir() / f"{run_name}.json"
+
+
+def read_record(run_name: str) -> dict:
+    """``results/<run>.json`` as a dict, or a FileNotFoundError that says to train the run."""
+    path = record_path(run_name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: train or evaluate run {run_name!r} first")
+    return json.loads(path.read_text())
+
+
 def predictions_path(run_name: str) -> Path:
     """Where a run's per-split labels and probabilities are (``results/predictions/<run>.npz``)."""
     return results_dir() / "predictions" / f"{run_name}.npz"
@@ -95,7 +108,6 @@ def write_run(
     record are computed from them here, so record and predictions always agree."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_name):
         raise ValueError(f"run_name {run_name!r}: use letters, digits, '.', '_' and '-' only")
-    folder = results_dir()
     record = {
         "run_name": run_name,
         "model": model,
@@ -112,7 +124,7 @@ def write_run(
         arrays[f"{split}_labels"] = np.asarray(labels, dtype=np.int8)
         arrays[f"{split}_probabilities"] = np.asarray(probabilities, dtype=np.float32)
     np.savez_compressed(predictions_path(run_name), **arrays)
-    path = folder / f"{run_name}.json"
+    path = record_path(run_name)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 

@@ -17,6 +17,7 @@ from fer_utils.results import (
     TABLE_START,
     comparison_table,
     load_runs,
+    read_record,
     update_readme,
     write_run,
 )
@@ -48,7 +49,10 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
         write_run(name, "cnn", f"python -m fer_utils train --run {name}", profile, "abc", 12.0,
                   {"PublicTest": (labels, probs), "PrivateTest": (labels, probs)})  # fmt: skip
     record = json.loads((tmp_path / "strong.json").read_text())
+    assert read_record("strong") == record
     assert all(key in record for key in REQUIRED_KEYS)
+    with pytest.raises(FileNotFoundError, match="train or evaluate run 'absent'"):
+        read_record("absent")
     assert record["metrics"]["PrivateTest"]["accuracy"] == 1.0
     stored = np.load(tmp_path / "predictions" / "strong.npz")
     assert np.allclose(stored["PrivateTest_probabilities"], good)
