@@ -58,6 +58,17 @@ def bootstrap_ci(
     return bootstrap_mean_ci(correct, n_boot, level, seed)
 
 
+def bootstrap_gain_ci(
+    labels: np.ndarray, predicted: np.ndarray, baseline: np.ndarray, **options
+) -> tuple[float, float]:
+    """Paired percentile bootstrap interval of accuracy(``predicted``) − accuracy(``baseline``)
+    on the same faces (resampled together, so what both get right or wrong cancels);
+    ``options`` as for :func:`bootstrap_mean_ci`."""
+    labels = np.asarray(labels)
+    gain = (np.asarray(predicted) == labels).astype(float) - (np.asarray(baseline) == labels)
+    return bootstrap_mean_ci(gain, **options)
+
+
 def per_class_report(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
     """Precision, recall, F1 and support per emotion (scikit-learn's classification report)."""
     report = classification_report(

@@ -253,3 +253,28 @@ def run_pretraining(
     )  # fmt: skip
     keras.backend.clear_session()
     return model_path
+
+
+def label_curve_config(
+    model: str,
+    model_kwargs: dict,
+    fraction: float,
+    epochs: int,
+    seed: int,
+    init: str | Path | None = None,
+) -> TrainConfig:
+    """One point of the label-efficiency curve (notebook 03), the same recipe from random
+    weights and from a pretrained ``init``: label smoothing 0.1 and, below all the labels,
+    batches of 64 (more optimizer steps on few faces) and precise BatchNorm."""
+    small = fraction < 1
+    return TrainConfig(
+        model,
+        model_kwargs,
+        epochs=epochs,
+        batch_size=64 if small else 256,
+        precise_bn=small,
+        label_smoothing=0.1,
+        seed=seed,
+        label_fraction=fraction,
+        init=None if init is None else str(init),
+    )

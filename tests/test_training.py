@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from fer_utils.config import models_dir
 from fer_utils.data import DataError, Dataset
-from fer_utils.evaluation import bootstrap_ci, predict
+from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci, predict
 from fer_utils.experiment import evaluate_saved, train_or_read_record
 from fer_utils.inference import ModelError
 from fer_utils.models import REGISTRY, build_model, save_for_inference
@@ -216,6 +216,19 @@ def test_bootstrap_interval_contains_the_accuracy() -> None:
     low, high = bootstrap_ci(labels, predicted)
     accuracy = (labels == predicted).mean()
     assert low < accuracy < high and 0.02 < high - low < 0.12
+
+
+def test_paired_gain_interval_sees_a_small_consistent_improvement() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 2000)
+    baseline = np.where(rng.random(2000) < 0.6, labels, (labels + 1) % 7)
+    wrong = np.flatnonzero(baseline != labels)
+    better = baseline.copy()
+    better[wrong[:60]] = labels[wrong[:60]]  # fixes 60 faces (3 points), breaks none
+    low, high = bootstrap_gain_ci(labels, better, baseline)
+    assert 0 < low < 0.03 < high < 0.05
+    # The unpaired intervals overlap: only pairing shows the gain is real.
+    assert bootstrap_ci(labels, better)[0] < bootstrap_ci(labels, baseline)[1]
 
 
 def test_train_config_rejects_unknown_choices() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 import keras
@@ -9,6 +12,8 @@ import numpy as np
 import pytest
 from test_training import synthetic
 
+from fer_utils.config import project_root
+from fer_utils.experiment import label_curve_config
 from fer_utils.models import build_model
 from fer_utils.preprocessing import correct
 from fer_utils.selfsupervised import NTXentLoss, PretrainConfig, encoder, pretrain
@@ -105,3 +110,24 @@ def test_simclr_pretraining_lowers_its_loss(tmp_path: Path) -> None:
     losses = result.history["loss"]
     assert losses[-1] < losses[0] - 0.3, losses
     assert encoder(result.model).output_shape == (None, 8 * 16)  # width·8 features
+
+
+def test_committed_label_curve_runs_follow_the_notebooks_recipe() -> None:
+    """The curve's records were trained with the recipe notebook 03 states (the runs from the
+    command line as well): the same config from random weights and from the SimCLR encoder,
+    but for a time budget (a safety stop of the long runs, never reached)."""
+    runs = sorted((project_root() / "results").glob("labels-*-cpu*.json"))
+    curve = [p for p in runs if re.fullmatch(r"labels-[\d.]+-(simclr|random)-cpu(-s\d+)?", p.stem)]
+    assert len(curve) >= 6
+    for path in curve:
+        record = json.loads(path.read_text())
+        config = record["config"]
+        assert record["train_seconds"] < 60 * (config["time_budget_minutes"] or float("inf"))
+        init = config["init"] and Path(config["init"]).name
+        expected = label_curve_config(
+            "fast_cnn", {}, config["label_fraction"], config["epochs"], config["seed"]
+        )
+        assert {**config, "init": None, "time_budget_minutes": None} == dataclasses.asdict(
+            expected
+        ), path.name
+        assert init == ("simclr-fast_cnn-cpu.keras" if "-simclr-" in path.stem else None)
