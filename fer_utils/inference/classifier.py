@@ -16,7 +16,7 @@ import numpy as np
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root
 from fer_utils.errors import FerError
-from fer_utils.results import read_record, record_path
+from fer_utils.results import read_record
 
 DEFAULT_MODEL = "default.keras"
 log = logging.getLogger(__name__)
@@ -46,9 +46,10 @@ def run_model_path(run: str) -> Path | None:
 def trained_run(run: str) -> tuple[dict, Path]:
     """The results record and model file (:func:`run_model_path`) of a finished training run,
     or a :class:`ModelError` that says what is missing, or that ``run`` is a TTA record."""
-    if not record_path(run).is_file():
-        raise ModelError(f"no results/{run}.json: train the run first")
-    record = read_record(run)
+    try:
+        record = read_record(run)
+    except FileNotFoundError as missing:
+        raise ModelError(f"no results/{run}.json: train the run first") from missing
     if record.get("tta"):
         raise ModelError(f"{run} is a TTA evaluation; name the run it evaluates")
     model = run_model_path(run)
