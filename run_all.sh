@@ -84,7 +84,7 @@ if [[ "$profile" == quick ]]; then
   export FER_FIGURES="${FER_FIGURES:-$PWD/figures/quick}" FER_RESULTS="${FER_RESULTS:-$PWD/results/quick}"
   export FER_MODELS="${FER_MODELS:-$PWD/models/quick}" FER_CHECKPOINTS="${FER_CHECKPOINTS:-$PWD/checkpoints/quick}"
 fi
-ran=0
+ran=0 timings=()
 for notebook in notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$notebook")"
   if [[ ${#only[@]} -gt 0 ]]; then
@@ -96,11 +96,15 @@ for notebook in notebooks/[0-9][0-9]_*.ipynb; do
   params=(-p profile "$profile")
   [[ -n "$seed" ]] && params+=(-p seed "$seed")
   [[ -n "$data" ]] && params+=(-p data_path "$data")
+  started=$SECONDS
   if ! papermill "$notebook" "$out/$name" "${params[@]}" --cwd notebooks -k python3 --progress-bar; then
     echo "FAILED: $name — the executed copy with the error is $out/$name" >&2
     exit 1
   fi
+  took=$((SECONDS - started))
+  timings+=("$(printf '%4d min %02d s  %s' $((took / 60)) $((took % 60)) "$name")")
   ran=$((ran + 1))
 done
 [[ $ran -gt 0 ]] || { echo "run_all.sh: no notebook matches --only ${only[*]}" >&2; exit 2; }
-echo "== done: $ran notebook(s); executed copies in $out/, figures in ${FER_FIGURES:-figures}/ =="
+printf '%s\n' "== time per notebook (profile $profile) ==" "${timings[@]}"
+echo "== done: $ran notebook(s) in $(( SECONDS / 60 )) min; executed copies in $out/, figures in ${FER_FIGURES:-figures}/ =="

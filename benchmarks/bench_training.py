@@ -24,22 +24,8 @@ import time
 
 import numpy as np
 
-from fer_utils.training import set_threads
-
-
-def forward_flops(model) -> float:
-    """Multiply-adds × 2 of the convolution and dense layers for one image."""
-    import keras
-
-    total = 0.0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            _, h, w, c_out = layer.output.shape
-            total += 2 * h * w * c_out * kh * kw * layer.input.shape[-1]
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
-    return total
+from fer_utils.devices import set_threads
+from fer_utils.models import forward_flops
 
 
 def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import imagehash
@@ -20,7 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from fer_utils.config import SPLITS, cache_dir
+from fer_utils.config import SPLITS, cache_dir, read_cache, write_cache
 from fer_utils.data import Dataset
 
 BLANK_STD = 3.0
@@ -50,11 +51,26 @@ FINDINGS = (
 def perceptual_hashes(images: np.ndarray, progress: bool = True) -> np.ndarray:
     """64-bit DCT perceptual hash (imagehash.phash) of every image, as uint64 (N,).
 
-    Hashes are cached by the images' content, so a second call on the same data is instant."""
+    Hashes are cached by the images' content (``FER_CACHE``), so a second call on the same
+    data is instant; a damaged cache file is recomputed and a cache that cannot be written is
+    skipped, each with a warning."""
     key = hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()[:24]
     cached = cache_dir() / f"phash-{key}.npy"
-    if cached.is_file():
-        return np.load(cached)
+
+    def read(path: Path) -> np.ndarray:
+        with open(path, "rb") as file:
+            if file.read(6) != np.lib.format.MAGIC_PREFIX:
+                raise ValueError("not an .npy file")
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.ndarray) or stored.dtype != np.uint64:
+            raise ValueError("not an array of 64-bit hashes")
+        if stored.shape != (len(images),):
+            raise ValueError(f"{stored.shape} hashes for {len(images)} images")
+        return stored
+
+    stored = read_cache(cached, read, redo="recomputing the hashes")
+    if stored is not None:
+        return stored
     hashes = np.fromiter(
         (
             int(str(imagehash.phash(Image.fromarray(face))), 16)
@@ -65,7 +81,7 @@ def perceptual_hashes(images: np.ndarray, progress: bool = True) -> np.ndarray:
         dtype=np.uint64,
         count=len(images),
     )
-    np.save(cached, hashes)
+    write_cache(cached, lambda temporary: np.save(temporary, hashes), skip="")
     return hashes
 
 
@@ -153,7 +169,7 @@ def find_issues(
 ) -> CleaningReport:
     """Run every check on ``dataset`` (all splits together, so leakage is visible)."""
     n = len(dataset)
-    flat = dataset.images.reshape(n, -1)
+    flat = dataset.images.reshape(n, int(np.prod(dataset.images.shape[1:])))  # also for n = 0
     blank = flat.std(axis=1) < blank_std
 
     rows = np.ascontiguousarray(flat).view(np.dtype((np.void, flat.shape[1]))).ravel()
@@ -168,13 +184,7 @@ def find_issues(
     all_pairs = np.concatenate([pairs[:, :2], exact_pairs]).astype(np.int64)
     near_group = _groups(n, all_pairs)
 
-    grouped = pd.DataFrame({"group": near_group, "label": dataset.labels, "split": dataset.splits})
-    grouped = grouped[grouped.group >= 0].groupby("group")
-    n_labels = grouped.label.nunique()
-    in_train = grouped.split.agg(lambda s: (s == "Training").any())
-    in_test = grouped.split.agg(lambda s: (s != "Training").any())
-    conflicting_ids = n_labels.index[n_labels > 1]
-    leaking_ids = in_train.index[in_train & in_test]
+    conflicting_ids, leaking_ids = _conflicts_and_leaks(near_group, dataset)
 
     not_face = dataset.ferplus.not_face.copy() if dataset.ferplus is not None else np.zeros(n, bool)
     return CleaningReport(
@@ -186,6 +196,24 @@ def find_issues(
         not_face_ferplus=not_face,
         pairs=pairs,
     )
+
+
+def _conflicts_and_leaks(group: np.ndarray, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of the groups whose labels disagree, and of those with a Training and a test member.
+
+    Boolean and integer columns only, no per-group Python callbacks: those fail on an empty
+    groupby of pandas' string dtype (data without duplicates)."""
+    member = group >= 0
+    training = np.asarray(dataset.splits)[member] == "Training"
+    by_group = pd.DataFrame(
+        {"label": dataset.labels[member], "train": training, "test": ~training},
+        index=pd.Index(group[member], name="group"),
+    ).groupby(level="group")
+    n_labels = by_group["label"].nunique()
+    spans = by_group[["train", "test"]].any()
+    conflicting = n_labels.index[n_labels.to_numpy() > 1].to_numpy(np.int64)
+    leaking = spans.index[(spans["train"] & spans["test"]).to_numpy()].to_numpy(np.int64)
+    return conflicting, leaking
 
 
 def _pairs_within(group: np.ndarray) -> np.ndarray:

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from fer_utils.config import AUGMENTATIONS, project_root
+from fer_utils.config import PROFILES, get_profile, project_root
 from fer_utils.data import DataError, find_data, load_fer2013
-from fer_utils.errors import FerError
+from fer_utils.errors import FerError, UsageError
 from fer_utils.inference import ModelError
 from fer_utils.inference.faces import DETECTORS
-from fer_utils.preprocessing import CORRECTIONS
+from fer_utils.settings import PretrainConfig, TrainConfig, add_config_arguments, config_from_args
 from fer_utils.tta import TTA_SETS
 
+RESUMABLE = ("train", "pretrain")  # commands whose interrupted runs resume
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM)
 SAMPLE_CSV = project_root() / "data" / "sample" / "fer2013_sample.csv.gz"
+
+
+Arguments = Callable[[argparse.ArgumentParser], None]
+COMMANDS: dict[str, tuple[str, Arguments, Callable[[argparse.Namespace], None]]] = {}
+"""Each command's help, the function that adds its arguments, and its handler, in the order
+``--help`` lists them (:func:`command` fills it; :func:`build_parser` reads it)."""
+
+
+def command(name: str, help: str, arguments: Arguments = lambda parser: None) -> Callable:
+    """Register the decorated handler as the command ``name``, with its ``arguments``."""
+
+    def register(handler: Callable[[argparse.Namespace], None]) -> Callable:
+        COMMANDS[name] = (help, arguments, handler)
+        return handler
+
+    return register
 
 
 def has_data() -> bool:
@@ -29,19 +48,6 @@ def has_data() -> bool:
     except DataError:
         return False
     return True
-
-
-def json_object(text: str) -> dict:
-    """An argparse type: a JSON object such as ``{"width": 0.5}``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(
-            f"a JSON object is needed, e.g. '{{\"width\": 0.5}}', not {text!r}"
-        )
-    return value
 
 
 def positive_int(text: str) -> int:
@@ -62,29 +68,64 @@ def above_one(text: str) -> float:
     return value
 
 
+def _add_run_args(parser: argparse.ArgumentParser, default_name: str) -> None:
+    """What a training command takes beside its config: profile, run name, threads, and the
+    config file and overrides (``--config``, ``--set``)."""
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        choices=list(PROFILES),
+        help="data and budgets (config.PROFILES)",
+    )
+    parser.add_argument("--run-name", help=f"default: {default_name}")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings from a JSON file: a config object (e.g. recipes/*.json) or a results "
+        "record (its config); options given on the command line win",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="one setting, e.g. plateau_factor=0.75 (repeatable)",
+    )
+
+
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", help="FER2013 file or folder (default: $FER2013_PATH, then data/)"
     )
     parser.add_argument("--ferplus", help="fer2013new.csv (default: beside the data, or data/)")
     parser.add_argument(
-        "--skip-bad-rows", action="store_true",
+        "--skip-bad-rows",
+        action="store_true",
         help="exclude malformed rows / unreadable images (they are counted) instead of stopping",
-    )  # fmt: skip
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the parsed-data cache ($FER_CACHE): parse the data afresh",
+    )
 
 
 def _load(args: argparse.Namespace):
     return load_fer2013(
-        args.data, ferplus=args.ferplus or True, errors="skip" if args.skip_bad_rows else "raise"
+        args.data,
+        ferplus=args.ferplus or True,
+        errors="skip" if args.skip_bad_rows else "raise",
+        cache=not args.no_cache,
     )
 
 
-def _profile_data(args: argparse.Namespace):
+def _profile_data(args: argparse.Namespace, seed: int):
     """The data ``--profile`` trains on; says so when that is the quick profile's subset."""
     from fer_utils.experiment import profile_data
 
-    dataset = profile_data(_load(args), args.profile, args.seed)
-    if args.profile == "quick":
+    dataset = profile_data(_load(args), args.profile, seed)
+    if get_profile(args.profile).smoke:
         logging.warning(
             "profile quick: a stratified subset of %d faces, for smoke runs; "
             "--profile cpu trains on all the data",
@@ -93,6 +134,20 @@ def _profile_data(args: argparse.Namespace):
     return dataset
 
 
+def _download_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--source",
+        default="csv",
+        choices=["csv", "challenge", "images"],
+        help="csv: deadskull7/fer2013 (default); challenge: the competition files; "
+        "images: msambare/fer2013 image folders",
+    )
+    p.add_argument("--dest", help="folder to download into (default: data/)")
+    p.add_argument("--no-ferplus", dest="ferplus", action="store_false", help="skip FER+")
+    p.add_argument("--force", action="store_true", help="download again even if present")
+
+
+@command("download", "download FER2013 (Kaggle API) and FER+ into data/", _download_args)
 def cmd_download(args: argparse.Namespace) -> None:
     from fer_utils.data.download import download_fer2013, download_ferplus
 
@@ -102,6 +157,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         print(f"FER+:    {download_ferplus(dest, args.force)}")
 
 
+@command("info", "load the data and print split and class counts", _add_data_args)
 def cmd_info(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     dataset = _load(args)
@@ -114,6 +170,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"note: {reason}: {count}")
 
 
+@command("clean", "report blanks, duplicates, leakage, FER+ non-faces", _add_data_args)
 def cmd_clean(args: argparse.Namespace) -> None:
     from fer_utils.cleaning import clean, find_issues
 
@@ -126,6 +183,15 @@ def cmd_clean(args: argparse.Namespace) -> None:
     print(removed.to_string())
 
 
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--out", default=str(project_root() / "data" / "sample"))
+    p.add_argument("--train-per-class", type=int, default=24)
+    p.add_argument("--eval-per-class", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("sample", "write a small stratified sample in the original formats", _sample_args)
 def cmd_sample(args: argparse.Namespace) -> None:
     from fer_utils.data.sample import write_sample
 
@@ -136,76 +202,79 @@ def cmd_sample(args: argparse.Namespace) -> None:
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
 
 
-def cmd_set_default(args: argparse.Namespace) -> None:
-    from fer_utils.inference import set_default_model
-
-    best = set_default_model(args.runs)
-    print(f"models/default.keras is now {best}, the best on PublicTest (models/default.json)")
-
-
-def cmd_results_table(args: argparse.Namespace) -> None:
-    from fer_utils.results import update_readme
-
-    readme = Path(args.readme)
-    print(f"{readme}: {'updated' if update_readme(readme) else 'already up to date'}")
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    from fer_utils.config import get_profile
-    from fer_utils.experiment import run_experiment
-    from fer_utils.models import check_model
-    from fer_utils.training import TrainConfig, command_line, set_threads
-
-    check_model(args.model, args.model_kwargs)
-    set_threads(args.threads)
-    profile = get_profile(args.profile)
-    config = TrainConfig(
-        model=args.model,
-        model_kwargs=args.model_kwargs,
-        epochs=args.epochs or profile.epochs,
-        batch_size=args.batch_size or profile.batch_size,
-        optimizer=args.optimizer,
-        learning_rate=args.lr,
-        schedule=args.schedule,
-        loss=args.loss,
-        class_weighting=args.class_weights,
-        label_smoothing=args.label_smoothing,
-        augment=args.augment,
-        correction=args.correction,
-        init=args.init,
-        label_fraction=args.label_fraction,
-        soft_targets="teacher" if args.teacher else "ferplus" if args.ferplus_soft else "none",
-        teacher=args.teacher,
-        clean=args.clean,
-        patience=args.patience,
-        policy=args.policy,
-        jit_compile=args.jit,
-        time_budget_minutes=args.time_budget,
-        precise_bn=args.precise_bn,
-        seed=args.seed,
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    _add_run_args(p, "<model>-<profile>-s<seed>")
+    add_config_arguments(p, TrainConfig)
+    p.add_argument(
+        "--ferplus-soft",
+        dest="soft_targets",
+        action="store_const",
+        const="ferplus",
+        help="train on FER+ vote distributions (= --soft-targets ferplus)",
     )
-    dataset = _profile_data(args)
-    run_name = args.run_name or f"{args.model}-{args.profile}-s{args.seed}"
+    p.add_argument(
+        "--tta",
+        default="shifts",
+        choices=list(TTA_SETS),
+        help="test-time augmentation of the -tta record (affine: 90 views)",
+    )
+    p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
+
+
+@command("train", "train a registered model; writes models/ and results/", _train_args)
+def cmd_train(args: argparse.Namespace) -> None:
+    from fer_utils.devices import set_threads
+    from fer_utils.experiment import check_outputs, run_experiment
+    from fer_utils.models import check_model
+    from fer_utils.runs import command_line
+
+    profile = get_profile(args.profile)
+    config = config_from_args(
+        TrainConfig, args, {"epochs": profile.epochs, "batch_size": profile.batch_size}
+    )
+    check_model(config.model, config.model_kwargs)
+    run_name = args.run_name or f"{config.model}-{args.profile}-s{config.seed}"
+    check_outputs(run_name)  # before the data is loaded, not after hours of training
+    set_threads(args.threads)
+    dataset = _profile_data(args, config.seed)
     tta = None if args.no_tta else args.tta
     done = run_experiment(config, run_name, dataset, args.profile, command_line(), tta=tta)
-    for path in done.records.values():
-        _print_record(path)
+    for run in done.records.values():
+        _print_record(run)
     print(f"model: {done.model_path}")
 
 
-def _print_record(path: Path) -> None:
-    metrics = json.loads(path.read_text())["metrics"]
-    public, private = metrics["PublicTest"], metrics["PrivateTest"]
+def _print_record(run) -> None:
+    public, private = run.metrics["PublicTest"], run.metrics["PrivateTest"]
     print(
-        f"{path.name}: PublicTest accuracy {public['accuracy']:.4f}; PrivateTest accuracy "
+        f"{run.run_name}: PublicTest accuracy {public['accuracy']:.4f}; PrivateTest accuracy "
         f"{private['accuracy']:.4f}, balanced {private['balanced_accuracy']:.4f}, "
         f"macro-F1 {private['macro_f1']:.4f}"
     )
 
 
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="runs with models/<RUN>.keras")
+    p.add_argument(
+        "--tta",
+        default="affine",
+        choices=list(TTA_SETS),
+        help="writes results/<RUN>-tta-<set>.json (shifts: <RUN>-tta.json)",
+    )
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    _add_data_args(p)
+
+
+@command(
+    "evaluate",
+    "evaluate finished runs' models again with a test-time augmentation set",
+    _evaluate_args,
+)
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from fer_utils.devices import set_threads
     from fer_utils.experiment import evaluate_saved
-    from fer_utils.training import command_line, set_threads
+    from fer_utils.runs import command_line
 
     set_threads(args.threads)
     dataset = _load(args)
@@ -213,51 +282,49 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         _print_record(evaluate_saved(run, dataset, args.tta, command_line()))
 
 
-def cmd_pretrain(args: argparse.Namespace) -> None:
-    from fer_utils.experiment import run_pretraining
-    from fer_utils.models import check_model
-    from fer_utils.selfsupervised import PretrainConfig
-    from fer_utils.training import command_line, set_threads
+def _pretrain_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    _add_run_args(p, "simclr-<model>-<profile>")
+    add_config_arguments(p, PretrainConfig)
 
-    check_model(args.model, args.model_kwargs)
-    set_threads(args.threads)
-    config = PretrainConfig(
-        model=args.model,
-        model_kwargs=args.model_kwargs,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        temperature=args.temperature,
-        time_budget_minutes=args.time_budget,
-        seed=args.seed,
+
+@command("pretrain", "SimCLR pretraining on the Training faces, no labels", _pretrain_args)
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from fer_utils.devices import set_threads
+    from fer_utils.experiment import check_outputs, run_pretraining
+    from fer_utils.models import check_model
+    from fer_utils.runs import command_line
+
+    budget = get_profile(args.profile).simclr
+    config = config_from_args(
+        PretrainConfig, args, {"epochs": budget.epochs, "batch_size": budget.batch_size}
     )
-    dataset = _profile_data(args)
-    run_name = args.run_name or f"simclr-{args.model}-{args.profile}"
+    check_model(config.model, config.model_kwargs)
+    run_name = args.run_name or f"simclr-{config.model}-{args.profile}"
+    check_outputs(run_name)
+    set_threads(args.threads)
+    dataset = _profile_data(args, config.seed)
     path = run_pretraining(config, run_name, dataset, args.profile, command_line())
     print(f"pretrained model: {path} (use it with train --init {path})")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from fer_utils.inference import load_classifier, predict_sources
-    from fer_utils.inference.predict import write_rows
-
-    classifier = load_classifier(args.model)
-    rows = predict_sources(
-        args.paths, classifier, args.detector, args.margin, args.min_face, args.step, args.every,
-        args.max_frames, args.annotate,
-    )  # fmt: skip
-    if args.out:
-        with open(args.out, "w", newline="") as out:
-            counts = write_rows(rows, out, args.format)
-    else:
-        counts = write_rows(rows, sys.stdout, args.format)
-    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    print(f"{classifier.path.name}: {summary or 'nothing to predict'}", file=sys.stderr)
+def _ensemble_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run names with results/predictions")
+    p.add_argument(
+        "--method",
+        default="greedy",
+        choices=["greedy", "weights", "stacking", "uniform", "cv"],
+        help="cv: whichever method cross-validates best within PublicTest",
+    )
+    p.add_argument("--name", default="ensemble", help="run name of the ensemble's results")
+    p.add_argument("--teacher-out", help="also write its Training probabilities (for --teacher)")
+    _add_data_args(p)
 
 
+@command("ensemble", "soft-voting ensemble of trained runs, chosen on PublicTest", _ensemble_args)
 def cmd_ensemble(args: argparse.Namespace) -> None:
     from fer_utils import ensemble as ens
-    from fer_utils.training import command_line
+    from fer_utils.runs import command_line
 
     validation = ens.load_split(args.runs, ens.SELECTION_SPLIT)
     candidates = tuple(ens.METHODS) if args.method == "cv" else (args.method,)
@@ -271,13 +338,102 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
         chosen, args.name, validation, command_line(), max(scores.values())
     )
     print(f"{args.name}: members {chosen.describe()}")
-    for split, values in record["metrics"].items():
-        print(f"  {split:<11} accuracy {values['accuracy']:.4f}  balanced "
-              f"{values['balanced_accuracy']:.4f}  macro-F1 {values['macro_f1']:.4f}")  # fmt: skip
+    for split, values in record.metrics.items():
+        print(
+            f"  {split:<11} accuracy {values['accuracy']:.4f}  balanced "
+            f"{values['balanced_accuracy']:.4f}  macro-F1 {values['macro_f1']:.4f}"
+        )
     if args.teacher_out:
         train = _load(args).split("Training")
         path = ens.write_teacher(chosen, models, train, Path(args.teacher_out))
         print(f"teacher targets for {len(train)} Training faces: {path}")
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="image, folder (recursive), video, or webcam index (0, 1, ...)",
+    )
+    p.add_argument(
+        "--model", help="a .keras / .onnx / .tflite model (default: models/default.keras)"
+    )
+    p.add_argument(
+        "--detector",
+        default="haar",
+        choices=DETECTORS,
+        help="haar: fast; mtcnn: finds more faces; none: the inputs are face crops",
+    )
+    p.add_argument("--margin", type=float, default=0.15, help="crop margin, fraction of the box")
+    p.add_argument(
+        "--min-face", type=positive_int, default=30, help="smallest face to detect, pixels"
+    )
+    p.add_argument(
+        "--step",
+        type=above_one,
+        default=1.2,
+        help="haar: ratio between face sizes searched (1.3: faster, may miss some faces)",
+    )
+    p.add_argument("--every", type=positive_int, default=1, help="videos: use every N-th frame")
+    p.add_argument(
+        "--max-frames", type=positive_int, help="videos and webcams: stop after N frames"
+    )
+    p.add_argument("--format", default="csv", choices=["csv", "json", "jsonl"])
+    p.add_argument(
+        "--out",
+        help="write the rows to this file, atomically, once all are done; one predict "
+        "at a time per file (it holds OUT.lock) (default: standard output, as they come)",
+    )
+    p.add_argument("--annotate", metavar="FOLDER", help="write annotated images / videos here")
+
+
+@command("predict", "emotions of the faces in images, folders, videos, webcams", _predict_args)
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Predict on ``args.paths``; ``--out`` and ``--annotate`` are checked before any work, and
+    ``--out`` is written atomically while holding ``<out>.lock`` (one writer at a time)."""
+    import contextlib
+
+    from fer_utils.files import atomic_open, writable_folder
+    from fer_utils.inference import load_classifier, predict_sources
+    from fer_utils.inference.predict import NOT_ANNOTATED, STATUSES, output_lock, write_rows
+
+    with contextlib.ExitStack() as stack:
+        if args.out:
+            stack.enter_context(output_lock(args.out))
+        if args.annotate:
+            if Path(args.annotate).is_file():
+                raise UsageError(f"--annotate {args.annotate} is a file: give a folder")
+            writable_folder(args.annotate, "--annotate")
+        classifier = load_classifier(args.model)
+        rows = predict_sources(
+            args.paths,
+            classifier,
+            args.detector,
+            args.margin,
+            args.min_face,
+            args.step,
+            args.every,
+            args.max_frames,
+            args.annotate,
+        )
+        if not args.out:
+            counts = write_rows(rows, sys.stdout, args.format)
+        else:
+            try:  # a crash or a full disk leaves the --out file as it was
+                with atomic_open(args.out, "w", newline="") as out:
+                    counts = write_rows(rows, out, args.format)
+            except OSError as error:
+                raise UsageError(
+                    f"could not write --out {args.out} ({error.strerror or error});"
+                    " it is left as it was: free some space or choose another "
+                    "--out"
+                ) from None
+    others = sorted(set(counts) - {*STATUSES, NOT_ANNOTATED})
+    summary = ", ".join(f"{counts.get(status, 0)} {status}" for status in (*STATUSES, *others))
+    if args.annotate:
+        summary += f"; {counts.get(NOT_ANNOTATED, 0)} annotated copies not written"
+    print(f"{classifier.path.name}: {summary}", file=sys.stderr)
 
 
 def _test_faces(data: str | None) -> np.ndarray:
@@ -288,6 +444,14 @@ def _test_faces(data: str | None) -> np.ndarray:
     return load_fer2013(data).split("PrivateTest").images
 
 
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="a .keras model (default: models/default.keras or $FER_MODEL)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "litert"])
+    p.add_argument("--out", help="default: the model's name with .onnx / .tflite")
+    p.add_argument("--data", help="FER2013 for the check (default: $FER2013_PATH, data/, sample)")
+
+
+@command("export", "export a .keras model to ONNX or TFLite and check it", _export_args)
 def cmd_export(args: argparse.Namespace) -> None:
     from fer_utils.inference import load_classifier
     from fer_utils.inference.export import export_model, max_difference
@@ -302,167 +466,39 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise ModelError(f"{out} differs from the Keras model by {difference:.2e} (> 1e-4)")
 
 
+def _set_default_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="trained runs with models/<RUN>.keras")
+
+
+@command("set-default", "make the best of RUN... (on PublicTest) the default", _set_default_args)
+def cmd_set_default(args: argparse.Namespace) -> None:
+    from fer_utils.inference import set_default_model
+
+    best = set_default_model(args.runs)
+    print(f"models/default.keras is now {best}, the best on PublicTest (models/default.json)")
+
+
+def _results_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--readme", default=str(project_root() / "README.md"))
+
+
+@command("results-table", "regenerate the README results table from results/", _results_table_args)
+def cmd_results_table(args: argparse.Namespace) -> None:
+    from fer_utils.tables import update_readme
+
+    readme = Path(args.readme)
+    print(f"{readme}: {'updated' if update_readme(readme) else 'already up to date'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every registered command (:data:`COMMANDS`)."""
     parser = argparse.ArgumentParser(prog="python -m fer_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("download", help="download FER2013 (Kaggle API) and FER+ into data/")
-    p.add_argument("--source", default="csv", choices=["csv", "challenge", "images"],
-                   help="csv: deadskull7/fer2013 (default); challenge: the competition files; "
-                   "images: msambare/fer2013 image folders")  # fmt: skip
-    p.add_argument("--dest", help="folder to download into (default: data/)")
-    p.add_argument("--no-ferplus", dest="ferplus", action="store_false", help="skip FER+")
-    p.add_argument("--force", action="store_true", help="download again even if present")
-    p.set_defaults(func=cmd_download)
-
-    p = sub.add_parser("info", help="load the data and print split and class counts")
-    _add_data_args(p)
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("clean", help="report blanks, duplicates, leakage, FER+ non-faces")
-    _add_data_args(p)
-    p.set_defaults(func=cmd_clean)
-
-    p = sub.add_parser("sample", help="write a small stratified sample in the original formats")
-    _add_data_args(p)
-    p.add_argument("--out", default=str(project_root() / "data" / "sample"))
-    p.add_argument("--train-per-class", type=int, default=24)
-    p.add_argument("--eval-per-class", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_sample)
-
-    p = sub.add_parser("train", help="train a registered model; writes models/ and results/")
-    _add_data_args(p)
-    p.add_argument(
-        "--model", required=True, help="baseline, five_layer, fast_cnn, vgg, resnet_lite, transfer"
-    )
-    p.add_argument(
-        "--model-kwargs", type=json_object, default={}, help="JSON, e.g. '{\"width\": 0.5}'"
-    )
-    p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
-    p.add_argument("--run-name", help="default: <model>-<profile>-s<seed>")
-    p.add_argument("--epochs", type=int, help="default: the profile's")
-    p.add_argument("--batch-size", type=int, help="default: the profile's")
-    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
-    p.add_argument("--loss", default="ce", choices=["ce", "focal"])
-    p.add_argument("--class-weights", action="store_true", help="balanced class weights / alpha")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--augment", default="basic", choices=list(AUGMENTATIONS))
-    p.add_argument("--correction", default="none", choices=list(CORRECTIONS),
-                   help="illumination correction applied inside the model")  # fmt: skip
-    p.add_argument("--init", help="start from this .keras model's weights (e.g. pretrain's)")
-    p.add_argument("--label-fraction", type=float, default=1.0,
-                   help="train on this stratified fraction of the Training labels")  # fmt: skip
-    p.add_argument("--ferplus-soft", action="store_true", help="train on FER+ vote distributions")
-    p.add_argument("--teacher", help="distil: .npz of teacher probabilities (fer ensemble)")
-    p.add_argument("--clean", action="store_true", help="train on cleaned Training data")
-    p.add_argument("--patience", type=int, default=10, help="early stopping on PublicTest")
-    p.add_argument("--policy", default="float32", choices=["float32", "mixed_bfloat16"])
-    p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
-    p.add_argument("--time-budget", type=float, help="stop after this many minutes")
-    p.add_argument(
-        "--precise-bn", action="store_true", help="recompute BatchNorm statistics each epoch"
-    )
-    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tta", default="shifts", choices=list(TTA_SETS),
-                   help="test-time augmentation of the -tta record (affine: 90 views)")  # fmt: skip
-    p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser(
-        "evaluate", help="evaluate finished runs' models again with a test-time augmentation set"
-    )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="runs with models/<RUN>.keras")
-    p.add_argument("--tta", default="affine", choices=list(TTA_SETS),
-                   help="writes results/<RUN>-tta-<set>.json (shifts: <RUN>-tta.json)")  # fmt: skip
-    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
-    _add_data_args(p)
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("pretrain", help="SimCLR pretraining on the Training faces, no labels")
-    _add_data_args(p)
-    p.add_argument("--model", default="fast_cnn", help="registry architecture to pretrain")
-    p.add_argument(
-        "--model-kwargs", type=json_object, default={}, help="JSON, e.g. '{\"width\": 16}'"
-    )
-    p.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
-    p.add_argument("--run-name", help="default: simclr-<model>-<profile>")
-    p.add_argument("--epochs", type=int, default=32,
-                   help="cosine schedule length (32: about an hour of two cores)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=256, help="faces per batch (2 views each)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--temperature", type=float, default=0.2)
-    p.add_argument("--time-budget", type=float, help="stop after this many minutes")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_pretrain)
-
-    p = sub.add_parser(
-        "ensemble", help="soft-voting ensemble of trained runs, chosen on PublicTest"
-    )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run names with results/predictions")
-    p.add_argument(
-        "--method",
-        default="greedy",
-        choices=["greedy", "weights", "stacking", "uniform", "cv"],
-        help="cv: whichever method cross-validates best within PublicTest",
-    )
-    p.add_argument("--name", default="ensemble", help="run name of the ensemble's results")
-    p.add_argument("--teacher-out", help="also write its Training probabilities (for --teacher)")
-    _add_data_args(p)
-    p.set_defaults(func=cmd_ensemble)
-
-    p = sub.add_parser("predict", help="emotions of the faces in images, folders, videos, webcams")
-    _add_predict_args(p)
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("export", help="export a .keras model to ONNX or TFLite and check it")
-    p.add_argument("--model", help="a .keras model (default: models/default.keras or $FER_MODEL)")
-    p.add_argument("--format", default="onnx", choices=["onnx", "litert"])
-    p.add_argument("--out", help="default: the model's name with .onnx / .tflite")
-    p.add_argument("--data", help="FER2013 for the check (default: $FER2013_PATH, data/, sample)")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("set-default", help="make the best of RUN... (on PublicTest) the default")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="trained runs with models/<RUN>.keras")
-    p.set_defaults(func=cmd_set_default)
-
-    p = sub.add_parser("results-table", help="regenerate the README results table from results/")
-    p.add_argument("--readme", default=str(project_root() / "README.md"))
-    p.set_defaults(func=cmd_results_table)
+    for name, (help, arguments, handler) in COMMANDS.items():
+        p = sub.add_parser(name, help=help)
+        arguments(p)
+        p.set_defaults(func=handler)
     return parser
-
-
-def _add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "paths", nargs="+", metavar="PATH",
-        help="image, folder (recursive), video, or webcam index (0, 1, ...)",
-    )  # fmt: skip
-    p.add_argument(
-        "--model", help="a .keras / .onnx / .tflite model (default: models/default.keras)"
-    )
-    p.add_argument(
-        "--detector", default="haar", choices=DETECTORS,
-        help="haar: fast; mtcnn: finds more faces; none: the inputs are face crops",
-    )  # fmt: skip
-    p.add_argument("--margin", type=float, default=0.15, help="crop margin, fraction of the box")
-    p.add_argument(
-        "--min-face", type=positive_int, default=30, help="smallest face to detect, pixels"
-    )
-    p.add_argument(
-        "--step", type=above_one, default=1.2,
-        help="haar: ratio between face sizes searched (1.3: faster, may miss some faces)",
-    )  # fmt: skip
-    p.add_argument("--every", type=positive_int, default=1, help="videos: use every N-th frame")
-    p.add_argument(
-        "--max-frames", type=positive_int, help="videos and webcams: stop after N frames"
-    )
-    p.add_argument("--format", default="csv", choices=["csv", "json", "jsonl"])
-    p.add_argument("--out", help="write the rows here (default: standard output)")
-    p.add_argument("--annotate", metavar="FOLDER", help="write annotated images / videos here")
 
 
 def predict_main(argv: list[str] | None = None) -> int:
@@ -471,13 +507,25 @@ def predict_main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a data, model or media problem prints its message (no traceback) and
-    returns 2."""
+    """Run one command. A data, model or media problem prints its message (no traceback) and
+    returns 2; a full or unwritable disk, or Ctrl-C, prints one line that says what survives
+    (1, 130). Training and pretraining resume when the same command is run again."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    again = "run the same command again to resume" if args.command in RESUMABLE else ""
     try:
         args.func(args)
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        fix = "free some space or fix the permissions, then " + (again or "try again")
+        print(f"error: {error.strerror or error}{where}: {fix}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted{'; ' + again if again else ''}", file=sys.stderr)
+        return 130
     return 0

@@ -6,9 +6,20 @@ Every notebook and command takes a ``profile`` name and reads its budgets from h
 
 from __future__ import annotations
 
+import logging
 import os
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+from zipfile import BadZipFile
+
+from fer_utils.errors import UsageError
+from fer_utils.files import atomic_path
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """The 7 FER2013 classes, in label order (label 0 is angry … 6 is neutral)."""
@@ -18,8 +29,20 @@ SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 
 IMAGE_SIZE = 48
 
-AUGMENTATIONS: tuple[str, ...] = ("none", "light", "basic", "erasing", "mixup", "lighting")
+AUGMENTATIONS: tuple[str, ...] = (
+    "none",
+    "light",
+    "basic",
+    "erasing",
+    "strong",
+    "mixup",
+    "lighting",
+)
 """Training-time augmentations (see :func:`fer_utils.training.augmenter`)."""
+
+POLICIES: tuple[str, ...] = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+"""Dtype policies a run may ask for; ``auto`` picks :func:`fer_utils.devices.default_policy`
+for the machine. ``mixed_bfloat16`` pays only on CPUs with AVX-512 BF16 / AMX and on TPUs."""
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -32,48 +55,139 @@ def project_root(start: Path | None = None) -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def _folder(variable: str, name: str, inside: str = "") -> Path:
+    """``$variable``, else ``<root>/<name>``, created on demand (with ``inside`` in it); a folder
+    that cannot be created is a :class:`UsageError` that names it and the variable."""
+    path = Path(os.environ.get(variable, project_root() / name))
+    try:
+        (path / inside).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"cannot create the {name} folder {path} ({error.strerror or error}): fix its "
+            f"permissions or point {variable} at a writable folder"
+        ) from None
+    return path
+
+
 def figures_dir() -> Path:
     """Where figures are saved (``FER_FIGURES`` or ``<root>/figures``), created on demand."""
-    path = Path(os.environ.get("FER_FIGURES", project_root() / "figures"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("FER_FIGURES", "figures")
 
 
 def results_dir() -> Path:
     """Where run records go (``FER_RESULTS`` or ``<root>/results``), created on demand."""
-    path = Path(os.environ.get("FER_RESULTS", project_root() / "results"))
-    (path / "predictions").mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("FER_RESULTS", "results", "predictions")
 
 
 def models_dir() -> Path:
     """Where trained models are saved (``FER_MODELS`` or ``<root>/models``)."""
-    path = Path(os.environ.get("FER_MODELS", project_root() / "models"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("FER_MODELS", "models")
 
 
 def checkpoints_dir() -> Path:
     """Resumable training state and logs (``FER_CHECKPOINTS`` or ``<root>/checkpoints``)."""
-    path = Path(os.environ.get("FER_CHECKPOINTS", project_root() / "checkpoints"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("FER_CHECKPOINTS", "checkpoints")
 
 
 def cache_dir() -> Path:
-    """Where parsed datasets are cached (``FER_CACHE``, else ``$XDG_CACHE_HOME/fer_utils``)."""
+    """Where parsed datasets and perceptual hashes are cached (``FER_CACHE``, else
+    ``$XDG_CACHE_HOME/fer_utils``). Only the path: :func:`write_cache` creates the folder, so
+    a folder that cannot be created never stops the work the cache only speeds up."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fer_utils"
-    path = Path(os.environ.get("FER_CACHE", default))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(os.environ.get("FER_CACHE", default))
+
+
+CACHE_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, BadZipFile, zlib.error)
+"""What reading a truncated, corrupt or foreign cache file raises (a bad CRC is a BadZipFile)."""
+
+
+def read_cache(
+    target: Path, read: Callable[[Path], T], redo: str = "re-parsing the source"
+) -> T | None:
+    """``read(target)``, or None when there is no cache file. A file that cannot be read, or
+    whose content ``read`` rejects (by raising a ValueError), gives one warning that says
+    ``redo`` and None: the caller recomputes the content and rewrites the file."""
+    try:
+        if not target.is_file():
+            return None
+        return read(target)
+    except CACHE_READ_ERRORS as error:
+        log.warning("cache file %s is unreadable or damaged (%s); %s and rewriting it",
+                    target, str(error) or type(error).__name__, redo)  # fmt: skip
+        return None
+
+
+def write_cache(
+    target: Path, write: Callable[[Path], object], skip: str = ", or pass --no-cache (cache=False)"
+) -> bool:
+    """Create ``target``'s folder and write the file through ``write(temporary path)``,
+    renamed over ``target`` only once complete (see :func:`fer_utils.files.atomic_path`), so
+    concurrent writers and readers never see half a file. A folder that cannot be created or
+    written (read-only, no permission, full) gives one warning and False, never an error;
+    ``skip`` ends its advice with the way to do without the cache."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as temporary:
+            write(temporary)
+    except OSError as error:
+        log.warning("cache file %s not written (%s); going on without the cache. Point "
+                    "FER_CACHE at a writable folder with free space%s",
+                    target, error.strerror or error, skip)  # fmt: skip
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class TransferBudget:
+    """Notebook 03, part 1: ImageNet backbones, a head on the frozen backbone, then fine-tuning.
+
+    ``data_profile`` names the profile whose data and run names (``transfer-<backbone>-<it>``)
+    the transfer runs use: outside the GPU profile, the quick subset.
+    """
+
+    data_profile: str
+    size: int  # the backbone's input size: the 48-pixel face is resized to it
+    head_epochs: int  # stage 1, frozen backbone
+    fine_tune_epochs: int  # stage 2, the backbone's top layers trainable
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class SimCLRBudget:
+    """Notebook 03, part 2: SimCLR pretraining on the Training faces, without their labels."""
+
+    epochs: int
+    batch_size: int  # faces per batch (two views of each)
+
+
+@dataclass(frozen=True)
+class FeatureMapBudget:
+    """Notebook 06: activation maximisation and the filters' facial-region preferences."""
+
+    steps: int  # gradient-ascent steps per emotion image (half as many per filter image)
+    filters: int  # filters of the middle convolution whose preferred input is drawn
+    region_faces: int  # PrivateTest faces the region preferences are averaged over
+
+
+@dataclass(frozen=True)
+class ExplainBudget:
+    """Notebook 07: the explanation methods and how faithful they are."""
+
+    faithfulness_faces: int  # PrivateTest faces of the deletion / insertion table
+    lime_samples: int  # perturbed copies of each face that LIME's surrogate is fitted on
+    per_class: int  # correct predictions per emotion in its mean Grad-CAM map
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Budgets for one size of run.
+    """Every budget of one size of run, read by the notebooks and commands (none of them
+    compares a profile's name).
 
     ``train_per_class`` / ``eval_per_class`` cap the rows per class drawn (stratified) from
-    Training and from each test split; ``None`` means all rows.
+    Training and from each test split; ``None`` means all rows. ``epochs`` / ``batch_size`` are
+    a plain training run's (``fer train``, notebooks 02 and 05). ``smoke`` marks a profile whose
+    runs only show that the code works: notebooks then train what they would otherwise find
+    among finished runs. The other fields are one notebook's budgets each.
     """
 
     name: str
@@ -82,6 +196,14 @@ class Profile:
     eval_per_class: int | None
     epochs: int
     batch_size: int
+    smoke: bool
+    loss_comparison_epochs: int  # notebook 02: five_layer with ce, class weights, focal loss
+    transfer: TransferBudget
+    simclr: SimCLRBudget
+    label_curve: tuple[tuple[float, int], ...]  # notebook 03: (share of the labels, epochs)
+    illumination_epochs: int  # notebook 04: one fast_cnn per illumination correction
+    feature_maps: FeatureMapBudget
+    explain: ExplainBudget
 
     def caps(self) -> dict[str, int | None]:
         """Rows per class to keep in each split (for ``Dataset.stratified_subset``)."""
@@ -91,14 +213,71 @@ class Profile:
         }
 
 
+_QUICK_TRANSFER = TransferBudget("quick", size=64, head_epochs=2, fine_tune_epochs=2, batch_size=64)
+"""The backbones on the quick subset, an epoch or two: all two CPU cores can afford."""
+
+_LABEL_CURVE = ((0.05, 40), (0.1, 30), (0.25, 12), (1.0, 48))
+"""Fewer labels, more epochs; all labels is ``fast_cnn-ls``'s own recipe (48 epochs)."""
+
+_FEATURE_MAPS = FeatureMapBudget(steps=256, filters=16, region_faces=2000)
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(
-            "quick", "small stratified subset, 1–2 epochs: minutes on 2 CPU cores", 300, 60, 2, 128
+            "quick",
+            "small stratified subset, 1–2 epochs: minutes on 2 CPU cores",
+            train_per_class=300,
+            eval_per_class=60,
+            epochs=2,
+            batch_size=128,
+            smoke=True,
+            loss_comparison_epochs=2,
+            transfer=_QUICK_TRANSFER,
+            simclr=SimCLRBudget(epochs=2, batch_size=64),
+            label_curve=((0.25, 2), (1.0, 2)),
+            illumination_epochs=2,
+            feature_maps=FeatureMapBudget(steps=64, filters=8, region_faces=300),
+            explain=ExplainBudget(faithfulness_faces=24, lime_samples=100, per_class=20),
         ),
-        Profile("cpu", "full data, budgets sized for 2 CPU cores", None, None, 30, 256),
-        Profile("full", "full data, GPU (Colab) budgets", None, None, 120, 128),
+        Profile(
+            "cpu",
+            "full data, budgets sized for 2 CPU cores",
+            train_per_class=None,
+            eval_per_class=None,
+            epochs=30,
+            batch_size=256,
+            smoke=False,
+            loss_comparison_epochs=12,  # the committed five_layer-{ce,class_weights,focal}-e12-cpu
+            transfer=_QUICK_TRANSFER,  # the committed transfer-*-quick runs
+            simclr=SimCLRBudget(epochs=32, batch_size=256),  # ~1 h of two cores
+            label_curve=_LABEL_CURVE,
+            illumination_epochs=10,
+            feature_maps=_FEATURE_MAPS,
+            explain=ExplainBudget(faithfulness_faces=500, lime_samples=500, per_class=200),
+        ),
+        Profile(
+            "full",
+            "full data, GPU (Colab) budgets: the published recipes' epochs and input sizes",
+            train_per_class=None,
+            eval_per_class=None,
+            epochs=300,  # Khaireddin & Chen 2021 (VGGNet, 73.28 %): 300 epochs, batches of 64
+            batch_size=64,
+            smoke=False,
+            loss_comparison_epochs=300,
+            # CS230 (seed 004): ResNet50 / VGG16 fine-tuned 50 epochs in batches of 128, on
+            # inputs of 197 pixels; 224, ImageNet's own size, is the nearest one that MobileNetV2
+            # also has ImageNet weights for
+            transfer=TransferBudget(
+                "full", size=224, head_epochs=10, fine_tune_epochs=50, batch_size=128
+            ),
+            simclr=SimCLRBudget(epochs=200, batch_size=512),  # SimCLR: hundreds, large batches
+            label_curve=_LABEL_CURVE,
+            illumination_epochs=300,  # CS523 (seed 000): 300 epochs with early stopping
+            feature_maps=_FEATURE_MAPS,
+            # all of PrivateTest; LIME's own default of 1000 samples per face
+            explain=ExplainBudget(faithfulness_faces=3589, lime_samples=1000, per_class=200),
+        ),
     )
 }
 

@@ -21,16 +21,19 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from fer_utils.config import models_dir
-from fer_utils.errors import UsageError
+from fer_utils.errors import ModelError, UsageError
 from fer_utils.evaluation import comparison_table, metrics, predict
-from fer_utils.results import (
-    load_runs,
+from fer_utils.files import atomic_open
+from fer_utils.runs import (
+    EVAL_SPLITS,
+    Run,
+    all_runs,
+    model_path,
     predictions_path,
     read_predictions,
-    read_record,
+    read_run,
     write_run,
 )
-from fer_utils.tta import split_tta_run
 
 SELECTION_SPLIT = "PublicTest"
 MIN_WEIGHT = 1e-3  # fitted weights below this (in magnitude) are dropped
@@ -256,42 +259,59 @@ def record_ensemble(
     validation: SplitPredictions,
     command: str,
     cv_accuracy: float | None = None,
-) -> dict:
+) -> Run:
     """Evaluate a fixed ensemble on PublicTest and, once, on PrivateTest (loaded here, after
     selection), and write it as ``results/<run_name>.json`` + predictions like any model,
     with its method's cross-validated PublicTest accuracy (:func:`cross_validate`) if given."""
     _require_selection_split(validation)
     test = load_split(ensemble.names, "PrivateTest")
-    records = {n: read_record(n) for n in ensemble.names}
+    members = {n: read_run(n) for n in ensemble.names}
     # A run and its TTA evaluations share one training: count it once.
-    seconds = {plain_run(n): r["train_seconds"] for n, r in records.items()}
-    first = records[ensemble.names[0]]
+    seconds = {r.trainer: r.train_seconds for r in members.values()}
+    first = members[ensemble.names[0]]
     predictions = {
         s.split: (s.labels, ensemble.predict(s)) for s in (validation, test)
     }  # fmt: skip
-    write_run(
-        run_name, f"ensemble of {len(ensemble.names)}", command, first["profile"],
-        first["data_sha256"], sum(seconds.values()), predictions,
+    return write_run(
+        run_name, "ensemble", f"ensemble of {len(ensemble.names)}", command, first.profile,
+        first.data_sha256, sum(seconds.values()), predictions,
         {"members": ensemble.describe(), "pool": ensemble.pool}
         | ({} if cv_accuracy is None else {"cv_accuracy": round(float(cv_accuracy), 6)}),
     )  # fmt: skip
-    return read_record(run_name)
+
+
+STALE = 1e-3  # records keep weights to 4 decimals: recombining differs by less than this
+
+
+def drift(run: Run) -> float:
+    """How far an ensemble record's stored probabilities are from its members' current ones
+    combined with its recorded weights (largest absolute difference over both splits); above
+    :data:`STALE` a member was retrained or re-evaluated after the ensemble was fitted, and
+    the record must be fitted again (its command)."""
+    if run.kind != "ensemble":
+        raise UsageError(f"{run.run_name} is not an ensemble")
+    members = run.details["members"]
+    pool = run.details.get("pool", "linear")  # (records from before log pooling: linear)
+    ensemble = Ensemble(tuple(members), np.array(list(members.values())), pool)
+    stored = read_predictions(run.run_name)
+    return max(
+        float(np.abs(ensemble.predict(load_split(list(members), split)) - stored[split][1]).max())
+        for split in EVAL_SPLITS
+    )
 
 
 def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
-    """Every saved run of ``profile`` that can be a member: a trained classifier's, not an
-    ensemble's, a student's or a self-supervised linear probe's (its model is an encoder).
+    """Every saved run of ``profile`` that can be a member: a trained classifier's (plain or
+    with TTA), not an ensemble's, a distilled student's (it learnt from members) or a
+    self-supervised linear probe's (its model is an encoder).
 
     With ``labels`` (the PublicTest labels of the data at hand), runs evaluated on other faces
     (another subset, e.g. a quick run with another seed, or other data) are left out, and
     counted in a warning: their predictions cannot be pooled with these."""
-    runs = load_runs()
-    if runs.empty:
-        return []
     names = sorted(
-        n
-        for n in runs[(runs.profile == profile) & ~runs.linear_probe].run_name
-        if not n.startswith(("ensemble", "student"))
+        run.run_name
+        for run in all_runs()
+        if run.profile == profile and run.kind in ("trained", "tta") and not run.distilled
     )
     if labels is None:
         return names
@@ -313,21 +333,6 @@ def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
     return same
 
 
-def plain_run(name: str) -> str:
-    """The run that trained ``name``'s model (``x-tta`` and ``x-tta-affine`` are run ``x``
-    evaluated with TTA)."""
-    return split_tta_run(name)[0]
-
-
-def _model_path(name: str) -> Path:
-    return models_dir() / f"{plain_run(name)}.keras"
-
-
-def has_model(name: str) -> bool:
-    """Whether a member's model file exists (``-tta`` runs share their plain run's model)."""
-    return _model_path(name).is_file()
-
-
 def with_models(names: Sequence[str]) -> list[str]:
     """Those of ``names`` whose model files exist (the members that can teach a student).
 
@@ -335,12 +340,13 @@ def with_models(names: Sequence[str]) -> list[str]:
         UsageError: none has; model files other than the default are not committed, so a fresh
             clone has the members' predictions but must retrain (or download) their models.
     """
-    found = [n for n in names if has_model(n)]
+    found = [n for n in names if model_path(read_run(n))]
     if not found:
         raise UsageError(
-            f"none of the {len(names)} runs has its model file here ({_model_path(names[0])}, "
-            "…): only their predictions are committed. Retrain members first (e.g. "
-            "./run_all.sh --profile cpu --only 02), or pass members=[...] of runs you have."
+            f"none of the {len(names)} runs has its model file here (e.g. "
+            f"{models_dir() / read_run(names[0]).trainer}.keras): only their predictions are "
+            "committed. Retrain members first (e.g. ./run_all.sh --profile cpu --only 02), or "
+            "pass members=[...] of runs you have."
             if names
             else "no runs given"
         )
@@ -348,23 +354,21 @@ def with_models(names: Sequence[str]) -> list[str]:
 
 
 def load_member_models(names: Sequence[str]) -> dict:
-    """The saved models (``models/<run>.keras``) of ensemble members, by plain run name;
-    all missing ones are named in one :class:`ModelError` before anything loads."""
+    """The saved models of ensemble members, by the run that trained them; all missing ones
+    are named in one :class:`ModelError` before anything loads."""
     import keras  # here, not above: ensembles of saved predictions need no TensorFlow
 
-    from fer_utils.inference.classifier import ModelError
-
-    missing = sorted({str(_model_path(n)) for n in names if not has_model(n)})
+    runs = [read_run(n) for n in names]
+    missing = sorted({str(models_dir() / f"{r.trainer}.keras") for r in runs if not model_path(r)})
     if missing:
         raise ModelError(
             f"the members' models are needed but missing: {', '.join(missing)}. Retrain those "
             f"runs (their results JSON holds the command) or leave them out of the ensemble."
         )
     models = {}
-    for name in names:
-        path = _model_path(name)
-        if path.stem not in models:
-            models[path.stem] = keras.saving.load_model(path, safe_mode=True)
+    for run in runs:
+        if run.trainer not in models:
+            models[run.trainer] = keras.saving.load_model(model_path(run), safe_mode=True)
     return models
 
 
@@ -372,11 +376,12 @@ def teacher_probabilities(
     ensemble: Ensemble, models: dict, faces: np.ndarray, progress: bool = False
 ) -> np.ndarray:
     """The ensemble's probabilities for new ``faces`` (e.g. the Training split, as soft targets
-    for a distilled student), from its members' models; ``-tta[-<set>]`` members predict with
-    that TTA set (``progress``: a bar over members)."""
+    for a distilled student), from its members' models; members that are TTA records predict
+    with their TTA set (``progress``: a bar over members)."""
+    runs = [read_run(n) for n in ensemble.names]
     members = [
-        predict(models[plain_run(n)], faces, tta=split_tta_run(n)[1] or False)
-        for n in tqdm(ensemble.names, desc="teacher members", unit="member", disable=not progress)
+        predict(models[run.trainer], faces, tta=run.tta or False)
+        for run in tqdm(runs, desc="teacher members", unit="member", disable=not progress)
     ]
     return ensemble.combine(np.stack(members)).astype(np.float32)
 
@@ -386,7 +391,8 @@ def write_teacher(ensemble: Ensemble, models: dict, train, path: Path) -> Path:
     the file that ``TrainConfig(soft_targets="teacher", teacher=path)`` reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
     probabilities = teacher_probabilities(ensemble, models, train.images, progress=True)
-    np.savez_compressed(path, source_index=train.source_index, probabilities=probabilities)
+    with atomic_open(path, "wb") as file:  # a file object: written to ``path`` exactly
+        np.savez_compressed(file, source_index=train.source_index, probabilities=probabilities)
     return path
 
 

@@ -10,3 +10,19 @@ class FerError(ValueError):
 
 class UsageError(FerError):
     """An argument names something that does not exist (a model, a run, a file) or is malformed."""
+
+
+class ModelError(FerError):
+    """A model file that is missing, unreadable or not a FER2013 emotion model."""
+
+
+def require(ok: bool, name: str, value: object, wanted: str) -> None:
+    """A :class:`UsageError` ``name=value: must be <wanted>`` unless ``ok`` (settings are checked
+    where they are made, before any data is loaded or any epoch is trained)."""
+    if not ok:
+        raise UsageError(f"{name}={value!r}: must be {wanted}")
+
+
+def require_choice(name: str, value: object, choices: tuple | list) -> None:
+    """A :class:`UsageError` unless ``value`` is one of ``choices`` (listed in the message)."""
+    require(value in choices, name, value, f"one of {', '.join(map(str, choices))}")

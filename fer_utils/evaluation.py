@@ -1,5 +1,7 @@
 """Evaluation: metrics (scikit-learn), per-class report, confusion, bootstrap confidence
-intervals, and test-time augmentation."""
+intervals (of one accuracy and of a paired gain), prediction with test-time augmentation (the
+view sets are :mod:`fer_utils.tta`'s), confident mistakes, model comparisons with intervals and
+lighting robustness."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from sklearn.metrics import (
 from tqdm.auto import tqdm
 
 from fer_utils.config import EMOTIONS
+from fer_utils.data import as_batch
 from fer_utils.tta import TTA, TTA_SETS, tta_views
 
 
@@ -96,8 +99,7 @@ def predict(
     """Class probabilities (N, 7) of a self-contained model for uint8 or float faces; with
     ``tta`` (True: the default :class:`TTA`; a name in :data:`TTA_SETS`; or a :class:`TTA`)
     the mean over :func:`tta_views` (``progress``: a bar over the views)."""
-    x = np.asarray(faces, dtype=np.float32)
-    x = x[..., None] if x.ndim == 3 else x
+    x = as_batch(faces)
     if not tta:
         return model.predict(x, batch_size=batch_size, verbose=0)
     views = TTA() if tta is True else TTA_SETS[tta] if isinstance(tta, str) else tta

@@ -4,6 +4,7 @@ results record. The ``train`` command and the notebooks both call :func:`run_exp
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,23 +13,37 @@ import keras
 import numpy as np
 import pandas as pd
 
+from fer_utils.checkpoints import RunState
 from fer_utils.cleaning import clean
-from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root
+from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root, results_dir
 from fer_utils.data import DataError, Dataset, load_fer2013
 from fer_utils.evaluation import predict
-from fer_utils.inference.classifier import trained_run
+from fer_utils.files import writable_folder
 from fer_utils.models import save_for_inference
-from fer_utils.results import (
+from fer_utils.runs import (
     EVAL_SPLITS,
-    REQUIRED_KEYS,
+    Run,
+    check_run_name,
+    model_path,
     read_predictions,
-    read_record,
+    read_run,
     record_path,
+    trained_run,
+    tta_label,
+    tta_run_name,
     write_run,
 )
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
-from fer_utils.training import TrainConfig, TrainResult, read_log, save_config, train
-from fer_utils.tta import tta_label, tta_run_name
+from fer_utils.training import TrainConfig, TrainResult, save_config, train
+
+
+def check_outputs(run_name: str) -> None:
+    """Before any work: ``run_name`` is one safe file name and the folders the run writes to
+    (models, results, checkpoints) are writable; else a :class:`UsageError` saying which."""
+    check_run_name(run_name)
+    writable_folder(models_dir(), "models", "FER_MODELS")
+    writable_folder(results_dir(), "results", "FER_RESULTS")
+    writable_folder(checkpoints_dir(), "checkpoints", "FER_CHECKPOINTS")
 
 
 def profile_data(data: str | Path | Dataset | None, profile: str, seed: int = 0) -> Dataset:
@@ -44,7 +59,7 @@ class Experiment:
     run_name: str
     model_path: Path
     result: TrainResult
-    records: dict[str, Path]
+    records: dict[str, Run]  # "plain", and the TTA set's name
     probabilities: dict[str, np.ndarray]
 
 
@@ -63,6 +78,7 @@ def run_experiment(
     Writes ``models/<run_name>.keras``, ``results/<run_name>.json`` (+ predictions) and, with
     ``tta`` (a name in :data:`~fer_utils.tta.TTA_SETS`), the test-time-augmented
     evaluation ``results/<run_name>-tta[-<tta>].json``."""
+    check_outputs(run_name)
     dataset = dataset.label_fraction(config.label_fraction, seed=config.seed)
     train_set = dataset.split("Training")
     removed = None
@@ -73,29 +89,33 @@ def run_experiment(
     checkpoints.mkdir(parents=True, exist_ok=True)
     save_config(config, checkpoints / "config.json")
     result = train(config, train_set, dataset.split("PublicTest"), checkpoints, verbose=verbose)
-    model_path = models_dir() / f"{run_name}.keras"
-    save_for_inference(result.model, model_path)
+    saved = models_dir() / f"{run_name}.keras"
+    save_for_inference(result.model, saved)
 
-    extra = {
+    details = {
         "config": dataclasses.asdict(config),
         "epochs_run": result.epochs_run,
-        "train_images_per_second": round(len(train_set) * result.epochs_run / result.seconds, 1),
+        "train_images_per_second": round(
+            len(train_set) * result.epochs_run / max(result.seconds, 1e-9), 1
+        ),
         "train_rows": len(train_set),
         "cleaning_removed": removed,
         "parameters": int(result.model.count_params()),
-        "model_file": os.path.relpath(model_path, project_root()),
+        "placement": dataclasses.asdict(result.placement) if result.placement else None,
     }
+    model_file = os.path.relpath(saved, project_root())
     records, probabilities = {}, {}
     for tta_set in (None, tta) if tta else (None,):
-        path, probs = evaluate_and_record(
+        run, probs = evaluate_and_record(
             result.model, run_name, config.describe(), dataset, profile, command,
-            result.seconds, extra, tta_set,
+            result.seconds, details, model_file, tta_set,
         )  # fmt: skip
-        suffix = path.stem.removeprefix(run_name)
-        records[suffix or "plain"] = path
+        records[tta_set or "plain"] = run
+        suffix = run.run_name.removeprefix(run_name)
         probabilities |= {f"{split}{suffix}": p for split, p in probs.items()}
+    RunState(checkpoints).finish_recording()
     keras.backend.clear_session()
-    return Experiment(run_name, model_path, result, records, probabilities)
+    return Experiment(run_name, saved, result, records, probabilities)
 
 
 def evaluate_and_record(
@@ -106,58 +126,53 @@ def evaluate_and_record(
     profile: str,
     command: str,
     train_seconds: float,
-    extra: dict,
+    details: dict,
+    model_file: str,
     tta: str | None = None,
-) -> tuple[Path, dict[str, np.ndarray]]:
-    """Evaluate ``model`` on PublicTest and PrivateTest, plainly or with the TTA set ``tta``,
-    and write the record ``run_name`` (``tta``: :func:`~fer_utils.tta.tta_run_name`).
-    Returns the record's path and the probabilities per split."""
-    name, label = (tta_run_name(run_name, tta), tta_label(tta)) if tta else (run_name, "")
+) -> tuple[Run, dict[str, np.ndarray]]:
+    """Evaluate ``model``, trained by ``run_name``, on PublicTest and PrivateTest, plainly (the
+    record ``run_name``, kind ``trained``) or with the TTA set ``tta`` (kind ``tta``, named by
+    :func:`~fer_utils.runs.tta_run_name`). Returns the record and the probabilities per split."""
     predictions = {}
     for split in EVAL_SPLITS:
         part = dataset.split(split)
         probs = predict(model, part.images, tta=tta or False, progress=bool(tta))
         predictions[split] = (part.labels, probs)
-    path = write_run(
-        name, description + label, command, profile, dataset.sha256, train_seconds,
-        predictions, {**extra, "tta": tta or False},
+    run = write_run(
+        tta_run_name(run_name, tta) if tta else run_name, "tta" if tta else "trained",
+        description + (tta_label(tta) if tta else ""), command, profile, dataset.sha256,
+        train_seconds, predictions, details, tta=tta, trained_by=run_name if tta else None,
+        model_file=model_file,
     )  # fmt: skip
-    return path, {split: probs for split, (_, probs) in predictions.items()}
+    return run, {split: probs for split, (_, probs) in predictions.items()}
 
 
-# what write_run and evaluate_and_record set themselves; the rest of a record describes training
-_RECORD_KEYS = {*REQUIRED_KEYS, "tta"}
-
-
-def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Path:
+def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Run:
     """Evaluate a finished run's saved model (``models/<run>.keras``, or the default model if
-    it is that run's) with the TTA set ``tta`` and write ``results/<run>-tta[-<tta>].json``,
-    which keeps the run's training time and settings. ``data`` must be the data the run was
-    trained on (checked by its hash)."""
-    record, model_path = trained_run(run_name)
-    config = record.get("config", {})
-    seed = config.get("seed", 0)
-    dataset = profile_data(data, record["profile"], seed)
-    dataset = dataset.label_fraction(config.get("label_fraction", 1.0), seed=seed)
-    if dataset.sha256 != record["data_sha256"]:
+    it is that run's) with the TTA set ``tta`` and write its ``tta`` record, which keeps the
+    run's training time and settings. ``data`` must be the data the run was trained on
+    (checked by its hash)."""
+    trained, model_file = trained_run(run_name)
+    seed = trained.config.get("seed", 0)
+    dataset = profile_data(data, trained.profile, seed)
+    dataset = dataset.label_fraction(trained.config.get("label_fraction", 1.0), seed=seed)
+    if dataset.sha256 != trained.data_sha256:
         raise DataError(
-            f"{run_name} was trained on data {record['data_sha256'][:12]}…, this is "
+            f"{run_name} was trained on data {trained.data_sha256[:12]}…, this is "
             f"{dataset.sha256[:12]}…: pass the data it was trained on (--data)"
         )
-    model = keras.saving.load_model(model_path, safe_mode=True)
-    description = record["model"]
-    extra = {key: value for key, value in record.items() if key not in _RECORD_KEYS}
-    path, _ = evaluate_and_record(
-        model, run_name, description, dataset, record["profile"], command,
-        record["train_seconds"], extra, tta,
+    model = keras.saving.load_model(model_file, safe_mode=True)
+    run, _ = evaluate_and_record(
+        model, run_name, trained.model, dataset, trained.profile, command,
+        trained.train_seconds, trained.details, trained.model_file, tta,
     )  # fmt: skip
     keras.backend.clear_session()
-    return path
+    return run
 
 
 def load_history(run_name: str) -> pd.DataFrame:
     """The per-epoch log of a run (``checkpoints/<run>/log.csv``); empty if there is none."""
-    return read_log(checkpoints_dir() / run_name)
+    return RunState(checkpoints_dir() / run_name).log()
 
 
 @dataclass
@@ -166,22 +181,60 @@ class TrainedRun:
 
     run_name: str
     model: keras.Model
-    record: dict
+    record: Run
     probabilities: dict[str, np.ndarray]
     history: pd.DataFrame
 
 
 def load_run(run_name: str) -> TrainedRun:
-    """Load ``models/<run>.keras``, ``results/<run>.json`` and its predictions file."""
-    record = read_record(run_name)
+    """A finished training run: its model (:func:`~fer_utils.runs.trained_run`), record,
+    predictions and per-epoch log."""
+    record, model_file = trained_run(run_name)
     probabilities = {s: p for s, (_, p) in read_predictions(run_name).items() if s in EVAL_SPLITS}
-    model = keras.saving.load_model(models_dir() / Path(record["model_file"]).name, safe_mode=True)
+    model = keras.saving.load_model(model_file, safe_mode=True)
     return TrainedRun(run_name, model, record, probabilities, load_history(run_name))
 
 
 def has_run(run_name: str) -> bool:
-    """Whether ``models/<run>.keras`` and ``results/<run>.json`` both exist."""
-    return (models_dir() / f"{run_name}.keras").is_file() and record_path(run_name).is_file()
+    """Whether the run's record and model file both exist."""
+    return record_path(run_name).is_file() and model_path(read_run(run_name)) is not None
+
+
+def stale_reason(run_name: str, config: TrainConfig, dataset: Dataset, profile: str) -> str | None:
+    """Why the saved run ``run_name`` does not answer this request (None: it does, reuse it):
+    no record, or one made from other data, another profile, seed or label fraction, or other
+    test faces (e.g. a subset drawn with another seed)."""
+    if not record_path(run_name).is_file():
+        return "not trained yet"
+    run = read_run(run_name)
+    wanted = {"data": dataset.sha256, "profile": profile, "seed": config.seed,
+              "label_fraction": config.label_fraction}  # fmt: skip
+    found = {"data": run.data_sha256, "profile": run.profile, "seed": run.config.get("seed"),
+             "label_fraction": run.config.get("label_fraction", 1.0)}  # fmt: skip
+    differ = [key for key in wanted if wanted[key] != found[key]]
+    if differ:
+        return "its record has another " + ", ".join(differ)
+    stored = read_predictions(run_name)
+    for split in EVAL_SPLITS:
+        if split not in stored or not np.array_equal(stored[split][0], dataset.split(split).labels):
+            return f"it was evaluated on other {split} faces"
+    return None
+
+
+def _train_unless_fresh(
+    config: TrainConfig, run_name: str, dataset: Dataset, profile: str, command: str,
+    reuse: bool, need_model: bool, verbose: int | str = "auto",
+) -> None:  # fmt: skip
+    """Train the run unless ``reuse`` and the saved one answers the request (with its model
+    file, if ``need_model``); a saved run that is trained again is said so, with the reason."""
+    reason = stale_reason(run_name, config, dataset, profile) if reuse else None
+    if reuse and not reason and need_model and not has_run(run_name):
+        reason = "its model file is missing"
+    if reuse and not reason:
+        return
+    if reason and reason != "not trained yet":
+        logging.warning("training %s again: %s", run_name, reason)
+    run_experiment(config, run_name, dataset, profile, command, verbose=verbose)
 
 
 def train_or_load(
@@ -193,10 +246,11 @@ def train_or_load(
     reuse: bool = True,
     verbose: int | str = "auto",
 ) -> TrainedRun:
-    """:func:`load_run` if ``reuse`` and the run's model and record exist (e.g. trained by
-    ``python -m fer_utils train`` in the background), else :func:`run_experiment` first."""
-    if not (reuse and has_run(run_name)):
-        run_experiment(config, run_name, dataset, profile, command, verbose=verbose)
+    """:func:`load_run` if ``reuse`` and the saved run answers this request (its model and
+    record exist, made from this data, profile, seed and faces: :func:`stale_reason`), e.g.
+    trained by ``python -m fer_utils train`` in the background; else :func:`run_experiment`
+    first."""
+    _train_unless_fresh(config, run_name, dataset, profile, command, reuse, True, verbose)
     return load_run(run_name)
 
 
@@ -207,12 +261,12 @@ def train_or_read_record(
     profile: str,
     command: str,
     reuse: bool = True,
-) -> dict:
-    """The run's ``results/<run>.json`` record, trained first unless ``reuse`` and the record
-    exists: for tables and curves that need a run's numbers but not its model file."""
-    if not (reuse and record_path(run_name).is_file()):
-        run_experiment(config, run_name, dataset, profile, command)
-    return read_record(run_name)
+) -> Run:
+    """The run's record, trained first unless ``reuse`` and the saved record answers this
+    request (:func:`stale_reason`): for tables and curves that need a run's numbers but not
+    its model file."""
+    _train_unless_fresh(config, run_name, dataset, profile, command, reuse, False)
+    return read_run(run_name)
 
 
 def run_pretraining(
@@ -229,30 +283,32 @@ def run_pretraining(
     Writes ``models/<run>.keras`` (the classifier with the pretrained encoder and an untrained
     head: the ``init`` of later runs) and ``results/<run>.json`` (the linear probe's metrics);
     returns the model's path."""
+    check_outputs(run_name)
     train_set = dataset.split("Training")
     checkpoints = checkpoints_dir() / run_name
     result = pretrain(config, train_set.images, checkpoints, verbose=verbose)
-    model_path = models_dir() / f"{run_name}.keras"
-    save_for_inference(result.model, model_path)
+    saved = models_dir() / f"{run_name}.keras"
+    save_for_inference(result.model, saved)
     parts = {split: dataset.split(split) for split in EVAL_SPLITS}
     probabilities = linear_probe(
         result.model, train_set.images, train_set.labels,
         {split: part.images for split, part in parts.items()},
     )  # fmt: skip
     write_run(
-        run_name, f"{config.model} SimCLR + linear probe", command, profile, dataset.sha256,
-        result.seconds,
+        run_name, "pretrained", f"{config.model} SimCLR + linear probe", command, profile,
+        dataset.sha256, result.seconds,
         {split: (part.labels, probabilities[split]) for split, part in parts.items()},
         {
             "pretrain_config": dataclasses.asdict(config),
-            "epochs_run": len(result.history.get("loss", [])),
+            "epochs_run": len(result.history.get("loss", [])),  # across resumes
             "final_loss": round(float(result.history["loss"][-1]), 4),
             "train_rows": len(train_set),
-            "model_file": os.path.relpath(model_path, project_root()),
         },
+        model_file=os.path.relpath(saved, project_root()),
     )  # fmt: skip
+    RunState(checkpoints).finish_recording()
     keras.backend.clear_session()
-    return model_path
+    return saved
 
 
 def label_curve_config(

@@ -1,20 +1,29 @@
 """Explanations of a face classifier: one interface for every attribution method, faithfulness
-metrics (deletion / insertion AUC, the model-randomisation check) and facial-region shares.
+metrics (deletion / insertion AUC under several perturbations, paired against a random map; the
+model-randomisation check), area-normalised facial-region scores and signed LIME maps.
 
 Every method returns maps of shape (N, 48, 48): float32, non-negative, each scaled to a maximum
 of 1 (an all-zero map stays zero), for the requested classes (default: the predicted ones).
 Grad-CAM, Grad-CAM++, Score-CAM, saliency and SmoothGrad come from tf-keras-vis 0.8.7, which
-works under Keras 3 (each checked against a hand-written GradientTape version); Integrated
-Gradients and occlusion are written here with TensorFlow / NumPy, as no library offers them for
-Keras 3; the LIME variants use the ``lime`` package. Models are explained in float32.
+works under Keras 3 (tests/test_explain.py checks its Grad-CAM against a hand-written
+GradientTape one); Integrated Gradients and occlusion are written here with TensorFlow / NumPy,
+as no library offers them for Keras 3; the LIME variants use the ``lime`` package.
+
+Models are explained as float32 copies with nested models (a transfer backbone, the network
+behind an illumination correction) inlined, so that their layers can be read; a model with an
+illumination correction in front, which has no gradient, as the network behind it shown the
+corrected faces.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 from unittest import mock
 
 import keras
@@ -33,23 +42,15 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE
+from fer_utils.data import as_batch
+from fer_utils.evaluation import bootstrap_mean_ci
+from fer_utils.feature_maps import upsampled
+from fer_utils.models import IlluminationCorrection, flat_layers, is_nested
 
-METHODS = (
-    "gradcam",
-    "gradcam++",
-    "scorecam",
-    "saliency",
-    "smoothgrad",
-    "integrated_gradients",
-    "occlusion",
-    "lime_felzenszwalb",
-    "lime_slic",
-    "lime_quickshift",
-)
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # the methods that take a conv ``layer``
+CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # the methods that take a ``layer``
 
-GREY = 128.0  # what occlusion and LIME put in place of a hidden region
-BLUR_SIGMA = 5.0  # px; insertion starts from the face blurred this much (as RISE)
+GREY = 128.0  # what occlusion, LIME and Score-CAM put in place of a hidden region (~FER mean)
+BLUR_SIGMA = 5.0  # px; the "blur" perturbation (insertion's default start, as RISE)
 
 # Segmentations giving ~45 segments per aligned 48×48 face (median over sample faces; LIME gets
 # RGB in 0–1): felzenszwalb 47, slic 44, quickshift 43.
@@ -82,22 +83,43 @@ def _float32_config(config: object) -> object:
     return config
 
 
+def _rebuilt(model: keras.Model, config: dict) -> keras.Model:
+    """A new model from ``config`` with ``model``'s weights."""
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def float32_copy(model: keras.Model) -> keras.Model:
     """``model`` rebuilt in float32 with the same weights (``model`` itself if already float32),
     so that gradients and maps are not computed in bfloat16."""
     config = model.get_config()
     float32 = _float32_config(config)
-    if float32 == config:
-        return model
-    copy = model.__class__.from_config(float32)
-    copy.set_weights(model.get_weights())
-    return copy
+    return model if float32 == config else _rebuilt(model, float32)
 
 
-def as_batch(faces: np.ndarray) -> np.ndarray:
-    """Faces (N, 48, 48) or (N, 48, 48, 1), 0–255, as the models' float32 (N, 48, 48, 1)."""
-    faces = np.asarray(faces, dtype=np.float32)
-    return faces[..., None] if faces.ndim == 3 else faces
+def _inline(layer: keras.layers.Layer, *args, **kwargs):
+    """Call ``layer`` as ``keras.models.clone_model`` would, but a nested model by calling its
+    layers one by one (recursively). The nested call's own arguments (``training=False`` of a
+    backbone) are dropped: the copy is only ever run for inference."""
+    if not is_nested(layer):
+        return layer(*args, **kwargs)
+    called = {}
+
+    def call(inner: keras.layers.Layer, *inner_args, **inner_kwargs):
+        called[inner.name] = _inline(inner, *inner_args, **inner_kwargs)
+        return called[inner.name]
+
+    keras.models.clone_model(layer, args[0], clone_function=lambda inner: inner, call_function=call)
+    outputs = [called[name] for name in layer.output_names]
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _inlined(model: keras.Model) -> keras.Model:
+    """``model`` with its nested models inlined (see :func:`_inline`), sharing its layers."""
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=_inline
+    )
 
 
 def probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -118,12 +140,19 @@ def predicted_classes(model: keras.Model, faces: np.ndarray) -> np.ndarray:
     return probabilities(model, faces).argmax(axis=1)
 
 
-def last_conv_layer(model: keras.Model) -> str:
-    """Name of the model's last ``Conv2D`` layer."""
-    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+def cam_layer(model: keras.Model) -> str:
+    """Name of the layer the CAM methods read by default: the output of the last convolution
+    block, i.e. the last ``Conv2D`` (nested models included) and the layers of the same output
+    shape right after it (BatchNorm, ReLU, a residual add). Not the convolution itself: in a
+    conv–BN–ReLU block its output is mostly negative, and Score-CAM, whose channel weights are
+    all positive, then sums to a map ≤ 0 everywhere, all zero after its ReLU."""
+    layers = flat_layers(model)
+    convs = [k for k, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)]
     if not convs:
         raise ValueError(f"{model.name} has no Conv2D layer")
-    return convs[-1]
+    shape = layers[convs[-1]].output.shape
+    block = itertools.takewhile(lambda layer: layer.output.shape == shape, layers[convs[-1] :])
+    return list(block)[-1].name
 
 
 def normalise(maps: np.ndarray) -> np.ndarray:
@@ -148,7 +177,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _tf_keras_vis(visualiser: type, model, faces, classes, **call_options) -> np.ndarray:
-    """Run a tf-keras-vis visualiser on a copy of ``model`` with a linear (logit) output."""
+    """Run a tf-keras-vis visualiser on a copy of ``model`` with a linear (logit) output (its
+    output layer must be a top-level one: see :func:`_prepared`)."""
     # Score-CAM too: tf-keras-vis 0.8 applies its own softmax to the outputs, so a linear output
     # makes its channel weights the class probabilities (the paper's), not a softmax of them.
     explainer = visualiser(model, model_modifier=ReplaceToLinear(), clone=True)
@@ -159,18 +189,22 @@ def _tf_keras_vis(visualiser: type, model, faces, classes, **call_options) -> np
 def _cam(
     visualiser: type, model, faces, classes, layer: str | None = None, **options
 ) -> np.ndarray:
-    """Grad-CAM-like maps of conv ``layer`` (default: the last), upsampled to the input."""
-    layer = layer or last_conv_layer(model)
-    return _tf_keras_vis(
+    """Grad-CAM-like maps of ``layer`` (default: :func:`cam_layer`), upsampled to the input by
+    a bilinear resize that keeps each cell over the pixels it covers (tf-keras-vis' own
+    corner-to-corner zoom stretches the grid: a 3×3 one's centres land on pixels 0, 23.5 and
+    47, not 7.5, 23.5 and 39.5)."""
+    cams = _tf_keras_vis(
         visualiser,
         model,
         faces,
         classes,
-        penultimate_layer=layer,
+        penultimate_layer=layer or cam_layer(model),
         seek_penultimate_conv_layer=False,
+        expand_cam=False,
         normalize_cam=False,
         **options,
     )
+    return upsampled(np.asarray(cams))
 
 
 def _gradcam(model, faces, classes, layer=None) -> np.ndarray:
@@ -182,8 +216,16 @@ def _gradcam_plus_plus(model, faces, classes, layer=None) -> np.ndarray:
 
 
 def _scorecam(model, faces, classes, layer=None, channels: int = -1) -> np.ndarray:
-    """Score-CAM; ``channels`` > 0 keeps only that many highest-variance channels (Faster)."""
-    return _cam(Scorecam, model, faces, classes, layer, max_N=channels)
+    """Score-CAM; ``channels`` > 0 keeps only that many highest-variance channels (Faster).
+
+    Each channel's mask keeps the face where the channel is active and hides the rest. The
+    paper masks normalised inputs, so hidden pixels become the mean; tf-keras-vis multiplies
+    the input by the mask, which on 0–255 faces would make them black, far from any face. So
+    it is given the faces minus :data:`GREY` and a model that adds :data:`GREY` back."""
+    centred_faces = keras.Input(faces.shape[1:])
+    restored = keras.layers.Rescaling(1.0, offset=GREY, name="add_grey")(centred_faces)
+    centred = _inlined(keras.Model(centred_faces, model(restored)))
+    return _cam(Scorecam, centred, faces - np.float32(GREY), classes, layer, max_N=channels)
 
 
 def _saliency(model, faces, classes) -> np.ndarray:
@@ -248,12 +290,14 @@ def _occlusion(model, faces, classes, patch: int = 8, stride: int = 4) -> np.nda
     return maps / np.maximum(counts, 1)
 
 
-def _lime(model, faces, classes, method: str, num_samples: int = 500, seed: int = 0) -> np.ndarray:
-    """LIME (Ribeiro et al. 2016) over superpixels: the positive weights of the class's local
-    linear model painted onto their segments. Hidden segments turn grey, as in occlusion (LIME's
-    default, each segment's own mean, hides nothing of a uniform bright region). LIME wants RGB:
-    it gets the grey face repeated to 3 channels in 0–1, and the classifier turns its samples
-    back into (N, 48, 48, 1) 0–255."""
+def _lime_fits(
+    model, faces, classes, method: str, num_samples: int = 500, seed: int = 0
+) -> list[lime_image.ImageExplanation]:
+    """LIME (Ribeiro et al. 2016) over the superpixels of ``method`` (see
+    :data:`SEGMENTATIONS`): one local linear model of each face's class probability. Hidden
+    segments turn grey, as in occlusion (LIME's default, each segment's own mean, hides nothing
+    of a uniform bright region). LIME wants RGB: it gets the grey face repeated to 3 channels in
+    0–1, and the classifier turns its samples back into (N, 48, 48, 1) 0–255."""
     algorithm, params = SEGMENTATIONS[method]
     segmenter = SegmentationAlgorithm(algorithm, random_seed=seed, **params)
     explainer = lime_image.LimeImageExplainer(random_state=seed)
@@ -261,11 +305,10 @@ def _lime(model, faces, classes, method: str, num_samples: int = 500, seed: int 
     def classify(images: np.ndarray) -> np.ndarray:
         return probabilities(model, images[..., :1] * 255)
 
-    maps = []
     # lime 0.2 always shows a tqdm bar per face and has no switch for it: replace its tqdm.
     with mock.patch.object(lime_image, "tqdm", lambda rows: rows):
-        for face, cls in zip(faces, classes, strict=True):
-            explanation = explainer.explain_instance(
+        return [
+            explainer.explain_instance(
                 np.repeat(face / 255, 3, axis=-1).astype(np.float64),
                 classify,
                 labels=(int(cls),),
@@ -276,11 +319,22 @@ def _lime(model, faces, classes, method: str, num_samples: int = 500, seed: int 
                 segmentation_fn=segmenter,
                 random_seed=seed,
             )
-            weights = np.zeros(explanation.segments.max() + 1)
-            for segment, weight in explanation.local_exp[int(cls)]:
-                weights[segment] = weight
-            maps.append(weights[explanation.segments])
-    return np.stack(maps)
+            for face, cls in zip(faces, classes, strict=True)
+        ]
+
+
+def _painted(fit: lime_image.ImageExplanation, cls: int) -> np.ndarray:
+    """The signed weights of ``cls``'s linear model painted onto their superpixels."""
+    weights = np.zeros(fit.segments.max() + 1)
+    for segment, weight in fit.local_exp[cls]:
+        weights[segment] = weight
+    return weights[fit.segments]
+
+
+def _lime(model, faces, classes, method: str, num_samples: int = 500, seed: int = 0) -> np.ndarray:
+    """LIME's signed superpixel weights; :func:`explain` keeps the positive ones."""
+    fits = _lime_fits(model, faces, classes, method, num_samples, seed)
+    return np.stack([_painted(fit, int(cls)) for fit, cls in zip(fits, classes, strict=True)])
 
 
 EXPLAINERS: dict[str, Callable[..., np.ndarray]] = {
@@ -293,29 +347,50 @@ EXPLAINERS: dict[str, Callable[..., np.ndarray]] = {
     "occlusion": _occlusion,
     **{method: partial(_lime, method=method) for method in SEGMENTATIONS},
 }
+METHODS = tuple(EXPLAINERS)  # gradcam, gradcam++, scorecam, saliency, … lime_quickshift
+
+
+def _prepared(
+    model: keras.Model, faces: np.ndarray, classes: np.ndarray | int | None
+) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """The model every method explains, the faces it is shown and one class per face
+    (``classes`` broadcast, default: the predicted ones). The model is a float32 copy of
+    ``model`` (same weights, layers of its own, same predictions) with the layers of nested
+    models (a transfer backbone, the network behind an illumination correction) inlined, so
+    that any of them can be read. An :class:`~fer_utils.models.IlluminationCorrection` in front
+    runs in NumPy and has no gradient: every method explains the network behind it, shown the
+    corrected faces (the same pixel grid)."""
+    model, faces = _rebuilt(model, _float32_config(model.get_config())), as_batch(faces)
+    first = model.layers[1]  # after the input
+    if isinstance(first, IlluminationCorrection):
+        faces = keras.ops.convert_to_numpy(first(faces))
+        model = keras.Model(first.output, model.output)
+    model = _inlined(model)
+    if classes is None:
+        classes = predicted_classes(model, faces)
+    return model, faces, np.broadcast_to(np.asarray(classes, dtype=int), (len(faces),))
 
 
 def explain(
     model: keras.Model,
     faces: np.ndarray,
     method: str,
-    classes: np.ndarray | None = None,
+    classes: np.ndarray | int | None = None,
     layer: str | None = None,
     **options,
 ) -> np.ndarray:
     """Maps (N, 48, 48) of ``method`` (one of :data:`METHODS`) for ``classes`` (one per face or
-    one for all; default: the predicted ones). ``layer`` names the conv layer of the CAM methods
-    (default: the last Conv2D); ``options`` go to the method (e.g. ``steps``, ``num_samples``)."""
+    one for all; default: the predicted ones). ``layer`` names the layer of the CAM methods, also
+    one inside a nested model (default: :func:`cam_layer`; for Score-CAM name a block's output,
+    e.g. its ReLU, not a raw convolution); ``options`` go to the method (e.g. ``steps``,
+    ``num_samples``, ``channels``)."""
     if method not in EXPLAINERS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if layer is not None:
         if method not in CAM_METHODS:
             raise ValueError(f"{method} takes no layer; only {', '.join(CAM_METHODS)} do")
         options["layer"] = layer
-    model, faces = float32_copy(model), as_batch(faces)
-    if classes is None:
-        classes = predicted_classes(model, faces)
-    classes = np.broadcast_to(np.asarray(classes, dtype=int), (len(faces),))
+    model, faces, classes = _prepared(model, faces, classes)
     return normalise(EXPLAINERS[method](model, faces, classes, **options))
 
 
@@ -327,6 +402,16 @@ def random_maps(n: int, seed: int = 0) -> np.ndarray:
 def blurred(faces: np.ndarray) -> np.ndarray:
     """Faces (N, 48, 48, 1) with each one Gaussian-blurred by :data:`BLUR_SIGMA` pixels."""
     return gaussian_filter(as_batch(faces), sigma=(0, BLUR_SIGMA, BLUR_SIGMA, 0))
+
+
+# What a removed pixel becomes (deletion) and what insertion starts from, for faces (N, 48, 48,
+# 1): black (0) as RISE deletes, far from any face; the blurred face (``blurred``), which keeps
+# a blurred copy of the evidence; the mean grey (GREY), as occlusion and LIME hide regions.
+PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "black": np.zeros_like,
+    "blur": blurred,
+    "grey": partial(np.full_like, fill_value=GREY),
+}
 
 
 def _perturbation_auc(model, start, end, maps, classes, steps: int) -> np.ndarray:
@@ -341,24 +426,54 @@ def _perturbation_auc(model, start, end, maps, classes, steps: int) -> np.ndarra
 
 
 def deletion_auc(
-    model: keras.Model, faces: np.ndarray, maps: np.ndarray, classes: np.ndarray, steps: int = 16
+    model: keras.Model,
+    faces: np.ndarray,
+    maps: np.ndarray,
+    classes: np.ndarray,
+    steps: int = 16,
+    perturbation: str = "black",
 ) -> np.ndarray:
     """Deletion AUC per face (Petsiuk et al. 2018), lower is more faithful: the most important
-    pixels are deleted first, i.e. set to zero (black) as in RISE. (Deleting to the blurred face
-    would leave a blurred copy of the evidence behind, which a model can still read.)"""
+    pixels are removed first, i.e. replaced as :data:`PERTURBATIONS` [``perturbation``] says."""
     faces = as_batch(faces)
-    model = float32_copy(model)
-    return _perturbation_auc(model, faces, np.zeros_like(faces), maps, np.asarray(classes), steps)
+    removed = PERTURBATIONS[perturbation](faces)
+    return _perturbation_auc(float32_copy(model), faces, removed, maps, np.asarray(classes), steps)
 
 
 def insertion_auc(
-    model: keras.Model, faces: np.ndarray, maps: np.ndarray, classes: np.ndarray, steps: int = 16
+    model: keras.Model,
+    faces: np.ndarray,
+    maps: np.ndarray,
+    classes: np.ndarray,
+    steps: int = 16,
+    perturbation: str = "blur",
 ) -> np.ndarray:
-    """Insertion AUC per face (ibid.), higher is more faithful: starting from the face blurred
-    by :data:`BLUR_SIGMA` pixels, the original pixels are put back most important first."""
+    """Insertion AUC per face (ibid.), higher is more faithful: starting from the face with every
+    pixel removed (:data:`PERTURBATIONS` [``perturbation``]; by default blurred, as in RISE),
+    the original pixels are put back most important first."""
     faces = as_batch(faces)
-    model = float32_copy(model)
-    return _perturbation_auc(model, blurred(faces), faces, maps, np.asarray(classes), steps)
+    removed = PERTURBATIONS[perturbation](faces)
+    return _perturbation_auc(float32_copy(model), removed, faces, maps, np.asarray(classes), steps)
+
+
+class Comparison(NamedTuple):
+    """A method's AUC against the random map's, paired by face."""
+
+    difference: float  # mean over faces of (method AUC − random AUC)
+    low: float  # 95 % bootstrap interval of that mean
+    high: float
+    beats_random: bool  # the interval excludes 0 on the better side
+
+
+def versus_random(
+    auc: np.ndarray, random_auc: np.ndarray, lower_is_better: bool, seed: int = 0
+) -> Comparison:
+    """Paired comparison of per-face AUCs with those of the random map on the same faces: the
+    mean difference with its bootstrap interval (faces resampled, so what makes a face easy or
+    hard for both cancels). ``lower_is_better``: deletion (True) or insertion (False)."""
+    difference = np.asarray(auc, dtype=np.float64) - np.asarray(random_auc, dtype=np.float64)
+    low, high = bootstrap_mean_ci(difference, seed=seed)
+    return Comparison(float(difference.mean()), low, high, high < 0 if lower_is_better else low > 0)
 
 
 def randomised(model: keras.Model, seed: int = 0) -> keras.Model:
@@ -406,15 +521,115 @@ def region_masks() -> dict[str, np.ndarray]:
     return masks
 
 
+def _region_sums(maps: np.ndarray) -> tuple[pd.DataFrame, pd.Series]:
+    """Each map's sum over each facial region and the rest ("other"), (N, 5), and the regions'
+    areas in pixels."""
+    masks = region_masks()
+    masks["other"] = ~np.any(list(masks.values()), axis=0)
+    maps = np.asarray(maps, dtype=np.float64)
+    sums = pd.DataFrame({name: maps[:, mask].sum(axis=1) for name, mask in masks.items()})
+    return sums, pd.Series({name: mask.sum() for name, mask in masks.items()})
+
+
 def region_shares(maps: np.ndarray) -> pd.DataFrame:
     """Share of each map's total mass in each facial region and in the rest ("other"); a row
     sums to 1 (NaN for an all-zero map)."""
-    maps = np.asarray(maps, dtype=np.float64)
-    totals = maps.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = {name: maps[:, mask].sum(axis=1) / totals for name, mask in region_masks().items()}
-    shares["other"] = 1 - sum(shares.values())
-    return pd.DataFrame(shares)
+    sums, _ = _region_sums(maps)
+    return sums.div(sums.sum(axis=1), axis=0)
+
+
+def _by_class(
+    values: pd.DataFrame, classes: np.ndarray | None, name: str, seed: int
+) -> pd.DataFrame:
+    """Tidy per-class means of each column of ``values`` (one row per face; rows with a NaN
+    left out) with 95 % bootstrap intervals over the faces: class (an emotion, or "all" when
+    ``classes`` is None), region, ``name``, low, high."""
+    if classes is None:
+        groups = pd.Categorical.from_codes(np.zeros(len(values), int), ["all"])
+    else:
+        groups = pd.Categorical.from_codes(np.asarray(classes), list(EMOTIONS))
+    valid = values.notna().all(axis=1).to_numpy()
+    rows = []
+    for group, chosen in values[valid].groupby(groups[valid], observed=True):
+        for region, column in chosen.items():
+            low, high = bootstrap_mean_ci(column.to_numpy(), seed=seed)
+            rows.append(
+                {"class": group, "region": region, name: column.mean(), "low": low, "high": high}
+            )
+    return pd.DataFrame(rows, columns=["class", "region", name, "low", "high"])
+
+
+def region_ratios(
+    maps: np.ndarray, classes: np.ndarray | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """Area-normalised attention per facial region: the region's share of a map's mass divided
+    by its share of the face's area (1: as much as a uniform map puts there; above 1: more),
+    averaged over the faces of each class (``classes``: one per face, e.g. the explained ones;
+    None: all faces together) with 95 % bootstrap intervals. All-zero maps are left out.
+    Columns: class, region (:data:`REGIONS` and "other"), ratio, low, high."""
+    sums, areas = _region_sums(maps)
+    ratios = sums.div(sums.sum(axis=1), axis=0) / (areas / areas.sum())
+    return _by_class(ratios, classes, "ratio", seed)
+
+
+@dataclass(frozen=True)
+class LimeMaps:
+    """Signed LIME explanations of N faces with one segmentation, each (N, 48, 48)."""
+
+    weights: np.ndarray  # each pixel's superpixel weight, in class probability: + for, − against
+    top: np.ndarray  # +1 / −1 on the top-k superpixels by |weight| (for / against), 0 elsewhere
+    segments: np.ndarray  # the superpixel labels
+
+
+def lime_maps(
+    model: keras.Model,
+    faces: np.ndarray,
+    method: str = "lime_slic",
+    classes: np.ndarray | int | None = None,
+    top_k: int = 5,
+    num_samples: int = 500,
+    seed: int = 0,
+) -> LimeMaps:
+    """LIME's signed superpixel weights for ``classes`` (default: the predicted ones), not only
+    the positive ones :func:`explain` keeps, and the ``top_k`` superpixels with the largest
+    |weight| marked by sign (``lime``'s own ``get_image_and_mask``): for a two-colour figure.
+    ``method`` is one of the LIME entries of :data:`METHODS`."""
+    model, faces, classes = _prepared(model, faces, classes)
+    fits = _lime_fits(model, faces, classes, method, num_samples, seed)
+    pairs = list(zip(fits, classes.tolist(), strict=True))
+    top = [
+        fit.get_image_and_mask(cls, positive_only=False, num_features=top_k)[1]
+        for fit, cls in pairs
+    ]
+    return LimeMaps(
+        weights=np.stack([_painted(fit, cls) for fit, cls in pairs]).astype(np.float32),
+        top=np.stack(top).astype(np.int8),
+        segments=np.stack([fit.segments for fit in fits]),
+    )
+
+
+def lime_region_weights(
+    model: keras.Model,
+    faces: np.ndarray,
+    classes: np.ndarray | int | None = None,
+    methods: tuple[str, ...] = tuple(SEGMENTATIONS),
+    num_samples: int = 500,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per LIME segmentation (``methods``), class and facial region: the mean signed LIME weight
+    of the region's pixels (each carries its superpixel's weight; > 0: the region speaks for
+    the class), averaged over the faces explained for that class (``classes``, default: the
+    predicted ones) with 95 % bootstrap intervals. Columns: method, class, region, weight,
+    low, high."""
+    model, faces, classes = _prepared(model, faces, classes)
+    tables = []
+    for method in methods:
+        sums, areas = _region_sums(_lime(model, faces, classes, method, num_samples, seed))
+        table = _by_class(sums / areas, classes, "weight", seed)
+        tables.append(table.assign(method=method))
+    return pd.concat(tables, ignore_index=True)[
+        ["method", "class", "region", "weight", "low", "high"]
+    ]
 
 
 def _options(method: str, lime_samples: int) -> dict:
@@ -450,6 +665,19 @@ def class_average_maps(
     return means
 
 
+def _auc_columns(kind: str, auc: np.ndarray, random_auc: np.ndarray, seed: int) -> dict:
+    """The table's columns for one kind of curve ("deletion" or "insertion") of one method."""
+    comparison = versus_random(auc, random_auc, lower_is_better=kind == "deletion", seed=seed)
+    return {
+        f"{kind}_auc": auc.mean(),
+        f"{kind}_ci": "–".join(f"{v:.3f}" for v in bootstrap_mean_ci(auc, seed=seed)),
+        f"{kind}_vs_random": comparison.difference,
+        f"{kind}_vs_random_low": comparison.low,
+        f"{kind}_vs_random_high": comparison.high,
+        f"{kind}_beats_random": comparison.beats_random,
+    }
+
+
 def faithfulness_table(
     model: keras.Model,
     faces: np.ndarray,
@@ -457,29 +685,45 @@ def faithfulness_table(
     lime_samples: int = 500,
     randomisation_faces: int = 100,
     seed: int = 0,
+    perturbations: tuple[str, ...] = tuple(PERTURBATIONS),
 ) -> pd.DataFrame:
-    """Per method (and a random map): mean deletion and insertion AUC with 95 % bootstrap
-    intervals, and the mean rank correlation of the randomisation check (on the first
-    ``randomisation_faces`` faces); sorted by insertion minus deletion, best first."""
-    from fer_utils.evaluation import bootstrap_mean_ci
-
+    """Faithfulness of each method (and of a random map), indexed by method, one row per
+    method and perturbation (:data:`PERTURBATIONS`: what deletion replaces pixels with and
+    insertion starts from). Columns: ``perturbation``; per kind (``deletion``, ``insertion``)
+    the mean AUC (``_auc``) with its 95 % bootstrap interval (``_ci``), and the paired
+    difference from the random map on the same faces (``_vs_random``, interval ``_vs_random_low``
+    – ``_vs_random_high``, :func:`versus_random`) and whether the method beats it
+    (``_beats_random``); ``randomisation_spearman``, the mean rank correlation of the
+    randomisation check on the first ``randomisation_faces`` faces (NaN for the random map).
+    Sorted by perturbation, then by insertion minus deletion AUC, best first."""
     model, faces = float32_copy(model), as_batch(faces)
     classes = predicted_classes(model, faces)
     maps = explain_all(model, faces, methods, classes, lime_samples)
     maps["random"] = random_maps(len(faces), seed)
-    rows = []
-    for name, found in maps.items():
-        deletion = deletion_auc(model, faces, found, classes)
-        insertion = insertion_auc(model, faces, found, classes)
-        row = {"method": name, "deletion_auc": deletion.mean(), "insertion_auc": insertion.mean()}
-        row["deletion_ci"] = "–".join(f"{v:.3f}" for v in bootstrap_mean_ci(deletion, seed=seed))
-        row["insertion_ci"] = "–".join(f"{v:.3f}" for v in bootstrap_mean_ci(insertion, seed=seed))
-        if name != "random":
-            check = randomisation_check(
+    spearman = {
+        name: np.nanmean(
+            randomisation_check(
                 model, faces[:randomisation_faces], name, seed, **_options(name, lime_samples)
             )
-            row["randomisation_spearman"] = np.nanmean(check)
-        rows.append(row)
-    table = pd.DataFrame(rows).set_index("method")
-    order = (table.insertion_auc - table.deletion_auc).sort_values(ascending=False).index
-    return table.loc[order].round(4)
+        )
+        for name in methods
+    }
+    rows = []
+    for perturbation in perturbations:
+        auc = {
+            kind: {
+                name: curve(model, faces, found, classes, perturbation=perturbation)
+                for name, found in maps.items()
+            }
+            for kind, curve in (("deletion", deletion_auc), ("insertion", insertion_auc))
+        }
+        for name in maps:
+            row = {"method": name, "perturbation": perturbation}
+            for kind, per_method in auc.items():
+                row |= _auc_columns(kind, per_method[name], per_method["random"], seed)
+            rows.append(row | {"randomisation_spearman": spearman.get(name, np.nan)})
+    table = pd.DataFrame(rows)
+    table["perturbation"] = pd.Categorical(table.perturbation, list(perturbations), ordered=True)
+    net = table.insertion_auc - table.deletion_auc
+    order = table.assign(net=net).sort_values(["perturbation", "net"], ascending=[True, False])
+    return table.loc[order.index].set_index("method").round(4)

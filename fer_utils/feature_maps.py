@@ -10,11 +10,13 @@ import pandas as pd
 import tensorflow as tf
 
 from fer_utils.config import IMAGE_SIZE
+from fer_utils.data import as_batch
+from fer_utils.models import flat_layers
 
 
 def conv_layers(model: keras.Model) -> list[str]:
-    """Names of the model's Conv2D layers, input to output."""
-    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    """Names of the model's Conv2D layers, input to output (nested models' included)."""
+    return [layer.name for layer in flat_layers(model) if isinstance(layer, keras.layers.Conv2D)]
 
 
 def block_outputs(model: keras.Model) -> list[str]:
@@ -39,7 +41,7 @@ def first_layer_filters(model: keras.Model) -> np.ndarray:
 def activations(model: keras.Model, faces: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
     """Outputs (N, h, w, channels) of ``layers`` for faces (N, 48, 48[, 1]) in 0–255."""
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in layers])
-    x = np.asarray(faces, np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
+    x = as_batch(faces)
     outputs = probe.predict(x, verbose=0)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     return {n: np.asarray(o, np.float32) for n, o in zip(layers, outputs, strict=True)}

@@ -19,6 +19,8 @@ from keras import layers
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE
 from fer_utils.errors import UsageError
+from fer_utils.files import atomic_path
+from fer_utils.heads import emotion_head
 from fer_utils.preprocessing import CORRECTIONS, correct
 from fer_utils.transfer import build_transfer
 
@@ -121,18 +123,13 @@ def _inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
     return faces, layers.Rescaling(1 / 255, name="scale")(faces)
 
 
-def _classifier(x: keras.KerasTensor) -> keras.KerasTensor:
-    """Softmax over the 7 emotions, in float32 whatever the compute policy."""
-    return layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="emotion")(x)
-
-
 def _dense_head(x: keras.KerasTensor, units: int, dropout: float) -> keras.KerasTensor:
     """Flatten, a dense–BN–ReLU layer of ``units``, dropout, and the softmax classifier."""
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(units, use_bias=False, name="fc")(x)
     x = layers.BatchNormalization(name="fc_bn")(x)
     x = layers.ReLU(name="fc_relu")(x)
-    return _classifier(layers.Dropout(dropout, name="dropout")(x))
+    return emotion_head(layers.Dropout(dropout, name="dropout")(x))
 
 
 def _conv_bn_relu(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
@@ -156,7 +153,7 @@ def baseline(dropout: float = 0.5, dense: int = 1024) -> keras.Model:
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(dense, activation="relu", name="fc")(x)
-    return keras.Model(faces, _classifier(x), name="baseline")
+    return keras.Model(faces, emotion_head(x), name="baseline")
 
 
 @register("five_layer")
@@ -172,11 +169,15 @@ def five_layer(dropout: float = 0.3, dense: int = 1024) -> keras.Model:
 
 
 @register("vgg")
-def vgg(width: float = 1.0, dropout: float = 0.5, dense: int = 1024) -> keras.Model:
+def vgg(width: float = 1.0, dropout: float = 0.5, dense: int = 1024, crop: int = 48) -> keras.Model:
     """VGG-style net after Khaireddin & Chen (2021, 73.28 % on FER2013): four stages of two
     3×3 conv–BN–ReLU layers and a 2×2 max-pool, with 64·width … 512·width filters, then two
-    dense layers with dropout. ``width`` scales every layer's filters."""
+    dense layers with dropout. ``width`` scales every layer's filters. ``crop`` < 48 makes the
+    net see the central ``crop``×``crop`` pixels of each face (the paper's 40): training's
+    shifts then are random crops, and the ``ten_crop`` TTA set its ten-crop averaging."""
     faces, x = _inputs()
+    if crop < IMAGE_SIZE:
+        x = layers.CenterCrop(crop, crop, name="centre_crop")(x)
     for stage, filters in enumerate((64, 128, 256, 512), start=1):
         for k in range(2):
             x = _conv_bn_relu(x, max(8, round(filters * width)), name=f"stage{stage}_{k + 1}")
@@ -185,7 +186,7 @@ def vgg(width: float = 1.0, dropout: float = 0.5, dense: int = 1024) -> keras.Mo
     for k in range(2):
         x = layers.Dense(max(32, round(dense * width)), activation="relu", name=f"fc{k + 1}")(x)
         x = layers.Dropout(dropout, name=f"dropout{k + 1}")(x)
-    return keras.Model(faces, _classifier(x), name="vgg")
+    return keras.Model(faces, emotion_head(x), name="vgg")
 
 
 @register("fast_cnn")
@@ -237,7 +238,7 @@ def resnet_lite(
             x = _residual(x, width * 2 ** (stage + 1), strides, name=f"stage{stage + 1}_{k + 1}")
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model(faces, _classifier(x), name="resnet_lite")
+    return keras.Model(faces, emotion_head(x), name="resnet_lite")
 
 
 @register("transfer")
@@ -247,10 +248,40 @@ def transfer(**kwargs) -> keras.Model:
     return build_transfer(**kwargs)
 
 
+def is_nested(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer`` is a functional model used as a layer (a transfer backbone, the
+    network behind an illumination correction)."""
+    return isinstance(layer, keras.Model) and not isinstance(layer, keras.Sequential)
+
+
+def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """``model``'s layers in order, each nested model's layers (:func:`is_nested`) in its place."""
+    return [
+        inner
+        for layer in model.layers
+        for inner in (flat_layers(layer) if is_nested(layer) else [layer])
+    ]
+
+
+def forward_flops(model: keras.Model) -> float:
+    """FLOPs (multiply-adds × 2) of the convolution and dense layers for one face."""
+    total = 0.0
+    for layer in flat_layers(model):
+        if isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            _, h, w, c_out = layer.output.shape
+            total += 2 * h * w * c_out * kh * kw * layer.input.shape[-1]
+        elif isinstance(layer, layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return total
+
+
 def save_for_inference(model: keras.Model, path) -> None:
-    """Save ``model`` without its optimizer state (a third of the size, same predictions).
+    """Save ``model`` without its optimizer state (a third of the size, same predictions),
+    atomically: an interrupted save leaves the previous file, never a torn one.
 
     Rebuilt from its config: ``clone_model`` of a compiled model keeps the optimizer."""
     copy = keras.Model.from_config(model.get_config())
     copy.set_weights(model.get_weights())
-    copy.save(path)
+    with atomic_path(path) as temp:
+        copy.save(temp)

@@ -15,11 +15,6 @@ import cv2
 import numpy as np
 from skimage import exposure, filters
 
-CORRECTIONS: tuple[str, ...] = (
-    "none", "histeq", "clahe", "gamma", "tan_triggs", "dog", "standardise",
-)  # fmt: skip
-"""Illumination corrections, in the order the notebook shows them."""
-
 SHIFTS: tuple[str, ...] = ("darker", "brighter", "low_contrast", "gamma", "side_light")
 """Controlled lighting changes of :func:`shift_lighting`."""
 
@@ -104,6 +99,8 @@ _CORRECTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "dog": difference_of_gaussians,
     "standardise": standardise,
 }
+CORRECTIONS: tuple[str, ...] = tuple(_CORRECTORS)
+"""Illumination corrections, in the order the notebook shows them."""
 
 
 def _stack(images: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -8,7 +8,6 @@ out by a linear probe (:func:`linear_probe`)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fer_utils.checkpoints import RunState, SaveState
+from fer_utils.data import as_batch
+from fer_utils.heads import encoder
 from fer_utils.models import build_model
-from fer_utils.training import TimeBudget, resumable, warmup_cosine
+from fer_utils.settings import PretrainConfig
+from fer_utils.training import TimeBudget, warmup_cosine
 
 
 def face_views(seed: int = 0) -> keras.Sequential:
@@ -49,7 +52,7 @@ def pair_dataset(images: np.ndarray, batch_size: int, seed: int = 0) -> tf.data.
     """Batches of 2·``batch_size`` views: two augmentations of the same ``batch_size`` faces,
     first views then second views, with a dummy target (the loss needs none)."""
     views = face_views(seed)
-    faces = images[..., None] if images.ndim == 3 else images
+    faces = as_batch(images, dtype=None)
     data = tf.data.Dataset.from_tensor_slices(faces).shuffle(len(faces), seed=seed)
 
     def two_views(x):
@@ -84,16 +87,6 @@ class NTXentLoss(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
-def encoder(model: keras.Model) -> keras.Model:
-    """The part of a registry classifier below its softmax: faces in, features out (taken
-    before the dropout that precedes the classifier, if there is one)."""
-    names = [layer.name for layer in model.layers]
-    index = names.index("emotion") - 1
-    if isinstance(model.layers[index], layers.Dropout):
-        index -= 1
-    return keras.Model(model.inputs, model.layers[index].output, name=f"{model.name}_encoder")
-
-
 def projection_model(model: keras.Model, hidden: int = 256, out: int = 128) -> keras.Model:
     """SimCLR's network: ``model``'s encoder (its layers shared, so training this trains
     them) and a two-layer projection head that is thrown away after pretraining."""
@@ -103,21 +96,6 @@ def projection_model(model: keras.Model, hidden: int = 256, out: int = 128) -> k
     x = layers.ReLU(name="projection_relu")(x)
     z = layers.Dense(out, dtype="float32", name="projection_2")(x)
     return keras.Model(model.inputs, z, name=f"{model.name}_simclr")
-
-
-@dataclass
-class PretrainConfig:
-    """A SimCLR pretraining run (recorded with its results)."""
-
-    model: str
-    model_kwargs: dict
-    epochs: int = 32  # the warm-up + cosine schedule's length
-    batch_size: int = 256
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    temperature: float = 0.2
-    time_budget_minutes: float | None = None
-    seed: int = 0
 
 
 @dataclass
@@ -146,24 +124,27 @@ def pretrain(
         optimizer=keras.optimizers.AdamW(rate, weight_decay=config.weight_decay),
         loss=NTXentLoss(config.temperature),
     )
-    callbacks = resumable(checkpoint_dir)
+    run = RunState(checkpoint_dir)
+    first_epoch, epochs = run.begin(network, config.epochs)
+    callbacks: list[keras.callbacks.Callback] = []
     if config.time_budget_minutes:
         callbacks.append(TimeBudget(config.time_budget_minutes))
-    start = time.perf_counter()
-    history = network.fit(
+    callbacks.append(SaveState(run, monitor=None))  # no validation: no best model
+    network.fit(
         pair_dataset(images, config.batch_size, config.seed),
-        epochs=config.epochs,
+        epochs=epochs,
+        initial_epoch=first_epoch,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,  # pair_dataset shuffles; Keras would only warn
     )
-    return PretrainResult(model, history.history, time.perf_counter() - start)
+    run.finish_training(int(network.optimizer.iterations.numpy()))
+    return PretrainResult(model, run.history(), run.totals()[1])
 
 
 def features(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """The encoder's features of raw faces (N, 48, 48[, 1]) in 0–255."""
-    faces = images[..., None] if images.ndim == 3 else images
-    return encoder(model).predict(faces.astype(np.float32), batch_size=batch_size, verbose=0)
+    return encoder(model).predict(as_batch(images), batch_size=batch_size, verbose=0)
 
 
 def linear_probe(

@@ -1,49 +1,28 @@
-"""Training: input pipeline, augmentation, losses, class weights, schedules, checkpoints and
-resume, and the results record of every run."""
+"""Training: the tf.data pipeline, augmentation, losses, class weights, schedules, time
+budgets, precise BatchNorm and the training loop (one code path on one device or many). Its
+settings are :class:`~fer_utils.settings.TrainConfig`; its resumable state lives in
+:mod:`fer_utils.checkpoints`; records are written by :mod:`fer_utils.experiment`."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shlex
-import sys
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from fer_utils.config import AUGMENTATIONS, project_root
-from fer_utils.data import Dataset
-from fer_utils.errors import UsageError
-from fer_utils.models import N_CLASSES, build_model
-
-LOSSES = ("ce", "focal")
-
-
-def set_threads(threads: int | None = None) -> None:
-    """Use ``threads`` cores for TensorFlow's ops (default: all). TensorFlow fixes its thread
-    pools at its first op: after that (a notebook cell run again, several runs in one
-    process) a different count only draws a warning, and the pools stay as they are."""
-    threads = threads or os.cpu_count() or 1
-    current = tf.config.threading.get_intra_op_parallelism_threads()
-    if current == threads:
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        warnings.warn(
-            f"TensorFlow is already running with {current or 'its default'} intra-op threads; "
-            f"{threads} would take a fresh process (or a restarted kernel)",
-            stacklevel=2,
-        )
+from fer_utils.checkpoints import RunState, SaveState
+from fer_utils.config import AUGMENTATIONS
+from fer_utils.data import Dataset, as_batch
+from fer_utils.devices import Placement, choose_strategy, describe, resolve_policy
+from fer_utils.errors import UsageError, require_choice
+from fer_utils.models import N_CLASSES, build_model, flat_layers
+from fer_utils.settings import SOFT_TARGETS, TrainConfig
 
 
 @keras.saving.register_keras_serializable(package="fer_utils")
@@ -74,9 +53,6 @@ def class_weights(labels: np.ndarray) -> np.ndarray:
     """'Balanced' class weights n / (7 · n_c) for the 7 classes (scikit-learn's formula)."""
     classes = np.arange(N_CLASSES)
     return compute_class_weight("balanced", classes=classes, y=labels)
-
-
-SOFT_TARGETS = ("none", "ferplus", "teacher")
 
 
 def teacher_targets(dataset: Dataset, teacher: str | Path) -> np.ndarray:
@@ -110,12 +86,11 @@ def targets(dataset: Dataset, soft: str = "none", teacher: str | Path | None = N
         return one_hot
     if soft == "teacher":
         if teacher is None:
-            raise ValueError("soft targets 'teacher' need a teacher file (--teacher)")
+            raise UsageError("soft targets 'teacher' need a teacher file (--teacher)")
         return teacher_targets(dataset, teacher).astype(np.float32)
-    if soft != "ferplus":
-        raise ValueError(f"soft targets must be one of {SOFT_TARGETS}, not {soft!r}")
+    require_choice("soft_targets", soft, SOFT_TARGETS)
     if dataset.ferplus is None:
-        raise ValueError("FER+ soft targets need fer2013new.csv beside the data (FERPLUS_PATH)")
+        raise UsageError("FER+ soft targets need fer2013new.csv beside the data (FERPLUS_PATH)")
     votes = dataset.ferplus.soft_labels()
     return np.where(votes.sum(axis=1, keepdims=True) > 0, votes, one_hot)
 
@@ -123,11 +98,12 @@ def targets(dataset: Dataset, soft: str = "none", teacher: str | Path | None = N
 def augmenter(kind: str, seed: int = 0) -> keras.Sequential | None:
     """The batch augmentation for ``kind``: ``light`` = horizontal flip and ±5 % shift (for
     nets that underfit under more); ``basic`` = horizontal flip, ±10° rotation, ±10 % zoom
-    and shift; ``erasing`` = basic + random erasing; ``lighting`` = basic + random
-    brightness (±40 %) and contrast (±50 %); ``mixup`` is basic here, mixing is applied to
+    and shift; ``erasing`` = basic + random erasing; ``strong`` = flip, ±10° rotation, ±20 %
+    zoom and shift and random erasing (Khaireddin & Chen's VGG recipe); ``lighting`` = basic
+    + random brightness (±40 %) and contrast (±50 %); ``mixup`` is basic here, mixing is applied to
     (image, target) pairs by :func:`make_dataset`; ``none`` = nothing."""
     if kind not in AUGMENTATIONS:
-        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, not {kind!r}")
+        raise UsageError(f"augmentation must be one of {AUGMENTATIONS}, not {kind!r}")
     if kind == "none":
         return None
     if kind == "light":
@@ -149,11 +125,15 @@ def augmenter(kind: str, seed: int = 0) -> keras.Sequential | None:
             keras.layers.RandomBrightness(0.4, value_range=(0, 255), seed=seed),
             keras.layers.RandomContrast(0.5, value_range=(0, 255), seed=seed),
         ]
-    if kind == "erasing":
+    if kind == "strong":  # Khaireddin & Chen (2021): ±20 % zoom and shift, erasing half the time
+        steps[2:] = [
+            keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed),
+            keras.layers.RandomTranslation(0.2, 0.2, fill_mode="nearest", seed=seed),
+        ]
+    if kind in ("erasing", "strong"):
+        area = (0.02, 0.2) if kind == "erasing" else (0.02, 0.33)  # the paper's: torchvision's
         steps.append(
-            keras.layers.RandomErasing(
-                factor=0.5, scale=(0.02, 0.2), value_range=(0, 255), seed=seed
-            )
+            keras.layers.RandomErasing(factor=0.5, scale=area, value_range=(0, 255), seed=seed)
         )
     return keras.Sequential(steps, name=f"augment_{kind}")
 
@@ -171,7 +151,7 @@ def make_dataset(
 
     Faces stay uint8 in memory; batches are cast and augmented on the fly by parallel map
     calls, and prefetched so that augmentation overlaps the training step."""
-    faces = images[..., None] if images.ndim == 3 else images
+    faces = as_batch(images, dtype=None)
     columns = (faces, y) if sample_weight is None else (faces, y, sample_weight.astype(np.float32))
     data = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
@@ -194,58 +174,11 @@ def make_dataset(
             return (mixed["images"], mixed["labels"], *weights)
 
         data = data.map(mixup, num_parallel_calls=tf.data.AUTOTUNE)
-    return data.prefetch(tf.data.AUTOTUNE)
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (recorded in its results JSON)."""
-
-    model: str
-    model_kwargs: dict = field(default_factory=dict)
-    epochs: int = 40
-    batch_size: int = 256
-    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9)
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # cosine (one warm-up epoch) | plateau (ReduceLROnPlateau)
-    loss: str = "ce"  # ce | focal
-    focal_gamma: float = 2.0
-    class_weighting: bool = False
-    label_smoothing: float = 0.0
-    augment: str = "basic"
-    correction: str = "none"  # illumination correction inside the model (preprocessing.py)
-    init: str | None = None  # .keras model of the same architecture whose weights start training
-    label_fraction: float = 1.0  # stratified fraction of the Training labels used
-    soft_targets: str = "none"  # none | ferplus | teacher
-    teacher: str | None = None  # .npz of teacher probabilities (soft_targets="teacher")
-    clean: bool = False
-    patience: int = 10
-    policy: str = "float32"  # mixed_bfloat16 pays only on CPUs with AVX-512 BF16 / AMX
-    jit_compile: bool = False  # XLA measured slower than oneDNN here (bench_training.py)
-    time_budget_minutes: float | None = None  # stop after the epoch that crosses it
-    precise_bn: bool = False  # recompute BatchNorm statistics before each validation
-    seed: int = 0
-
-    def describe(self) -> str:
-        """The model as results tables name it, e.g. ``five_layer + clahe`` or
-        ``fast_cnn (from simclr-fast_cnn-cpu), 10% labels``."""
-        text = self.model
-        if self.correction != "none":
-            text += f" + {self.correction}"
-        if self.augment == "lighting":
-            text += " + lighting aug."
-        if self.init:
-            text += f" (from {Path(self.init).stem})"
-        if self.label_fraction < 1:
-            text += f", {self.label_fraction:.0%} labels"
-        return text
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {AUGMENTATIONS}, not {self.augment!r}")
+    # Several workers (tf.distribute) each take every n-th batch: the arrays are in memory,
+    # not in files to share out
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def warmup_cosine(
@@ -262,19 +195,19 @@ def warmup_cosine(
     )
 
 
-def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+def _optimizer(
+    config: TrainConfig, steps_per_epoch: int, replicas: int = 1
+) -> keras.optimizers.Optimizer:
+    """The optimizer, its learning rate scaled linearly with the number of replicas (Goyal et
+    al., 2017): ``replicas`` times the batch takes ``replicas`` times the step."""
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate * replicas
     if config.schedule == "cosine":
-        rate = warmup_cosine(config.learning_rate, config.epochs, steps_per_epoch)
-    elif config.schedule != "plateau":
-        raise ValueError(f"schedule must be 'cosine' or 'plateau', not {config.schedule!r}")
+        rate = warmup_cosine(config.learning_rate * replicas, config.epochs, steps_per_epoch)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(
             rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
         )
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
-    raise ValueError(f"optimizer must be 'adamw' or 'sgd', not {config.optimizer!r}")
+    return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
 
 
 def _loss(config: TrainConfig, labels: np.ndarray) -> keras.losses.Loss:
@@ -298,13 +231,6 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def _nested_layers(layer: keras.Layer) -> list[keras.Layer]:
-    """``layer`` and every layer inside it, through nested models."""
-    return [layer] + [
-        sub for child in getattr(layer, "layers", []) for sub in _nested_layers(child)
-    ]
-
-
 def recalibrate_batchnorm(
     model: keras.Model, images: np.ndarray, batches: int = 16, batch_size: int = 256, seed: int = 0
 ) -> int:
@@ -317,15 +243,14 @@ def recalibrate_batchnorm(
     layers were updated. (Keras has no built-in for this; the running mean is the momentum.)"""
     norms = [
         layer
-        for layer in _nested_layers(model)
+        for layer in flat_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
     ]
     if not norms:
         return 0
     momenta = [layer.momentum for layer in norms]
     rng = np.random.default_rng(seed)
-    x = np.asarray(images, np.float32)
-    x = x[..., None] if x.ndim == 3 else x
+    x = as_batch(images)
     try:
         for i in range(batches):
             for layer in norms:  # moving = (i·moving + batch) / (i + 1): the running mean
@@ -352,14 +277,15 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
 @dataclass
 class TrainResult:
-    """The trained model (best PublicTest weights), its history, wall-clock seconds, epochs
-    run by this call and the optimizer's step count at the end (it carries over a resume)."""
+    """The trained model (best PublicTest weights), its per-epoch history, and the seconds,
+    epochs and optimizer steps of the whole run, across resumes."""
 
     model: keras.Model
     history: dict[str, list[float]]
     seconds: float
     epochs_run: int
     optimizer_steps: int
+    placement: Placement | None = None  # where it trained (set by train)
 
 
 def train(
@@ -369,42 +295,43 @@ def train(
     checkpoint_dir: Path,
     verbose: int | str = "auto",
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainResult:
-    """Fit ``config.model`` on ``train_set``, early-stopping on ``val_set`` (PublicTest).
+    """Fit ``config.model`` on ``train_set``, early-stopping on ``val_set`` (PublicTest), on
+    every replica of ``strategy`` (default: :func:`~fer_utils.devices.choose_strategy`).
 
-    ``checkpoint_dir`` holds the resumable state (``backup/``: weights, optimizer, epoch), the
-    best model so far (``best.keras``) and the per-epoch log (``log.csv``). Running again with
-    the same folder resumes where an interrupted run stopped."""
+    ``checkpoint_dir`` holds the run's state (:class:`~fer_utils.checkpoints.RunState`: weights
+    and optimizer per epoch, the best model so far, the per-epoch log). Running again with the
+    same folder resumes where an interrupted run stopped; a finished run trains afresh."""
     keras.utils.set_random_seed(config.seed)
-    model = build_model(
-        config.model, policy=config.policy, correction=config.correction, **config.model_kwargs
-    )
-    if config.init:
-        model.load_weights(config.init)  # e.g. a SimCLR-pretrained encoder (selfsupervised.py)
+    strategy = strategy or choose_strategy()
+    replicas = strategy.num_replicas_in_sync
+    policy = resolve_policy(config.policy)
     y = targets(train_set, config.soft_targets, config.teacher)
     weights = None
     if config.class_weighting and config.loss == "ce":
         weights = class_weights(train_set.labels)[train_set.labels]
-    batch_size = min(config.batch_size, len(train_set))  # a tiny subset still gets one step
+    # config.batch_size is per replica: the global batch, and the learning rate, grow with them
+    batch_size = min(config.batch_size * replicas, len(train_set))  # a tiny subset: one step
     data = make_dataset(train_set.images, y, batch_size, config.augment, True, config.seed, weights)
     val_y = np.eye(N_CLASSES, dtype=np.float32)[val_set.labels]
     val_data = make_dataset(val_set.images, val_y, 512)
     steps = len(train_set) // batch_size
-    model.compile(
-        optimizer=_optimizer(config, steps),
-        loss=_loss(config, train_set.labels),
-        metrics=["accuracy"],
-        jit_compile=config.jit_compile,
-    )
-    callbacks = resumable(checkpoint_dir)
-    callbacks += [
-        keras.callbacks.ModelCheckpoint(
-            str(checkpoint_dir / "best.keras"),
-            monitor="val_accuracy",
-            save_best_only=True,
-            # A resumed run's checkpoint starts from the best epoch before the interruption.
-            initial_value_threshold=best_logged(checkpoint_dir, "val_accuracy"),
-        ),
+    run = RunState(checkpoint_dir)
+    with strategy.scope():
+        model = build_model(
+            config.model, policy=policy, correction=config.correction, **config.model_kwargs
+        )
+        if config.init:
+            model.load_weights(config.init)  # e.g. a SimCLR-pretrained encoder (selfsupervised)
+        model.compile(  # mixed_float16: Keras adds dynamic loss scaling to the optimizer
+            optimizer=_optimizer(config, steps, replicas),
+            loss=_loss(config, train_set.labels),
+            metrics=["accuracy"],
+            jit_compile=config.jit_compile,
+        )
+        first_epoch, epochs = run.begin(model, config.epochs)
+    callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping(
             monitor="val_accuracy",
             patience=config.patience,
@@ -414,57 +341,41 @@ def train(
     ]
     if config.precise_bn:
         callbacks.append(PreciseBatchNorm(train_set.images, config.seed))
-    callbacks.extend(extra_callbacks)
     if config.time_budget_minutes:
         callbacks.append(TimeBudget(config.time_budget_minutes))
     if config.schedule == "plateau":
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=3, min_lr=1e-5)
+            keras.callbacks.ReduceLROnPlateau(
+                "val_accuracy", config.plateau_factor, config.plateau_patience, min_lr=1e-5
+            )
         )
-    start = time.perf_counter()
-    history = model.fit(
+    # Last but the caller's: it saves what the callbacks above decided (learning rate, stop).
+    callbacks += [SaveState(run), *extra_callbacks]
+    model.fit(
         data,
         validation_data=val_data,
-        epochs=config.epochs,
+        epochs=epochs,
+        initial_epoch=first_epoch,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,  # tf.data already reshuffles every epoch; Keras would only warn
     )
-    seconds = time.perf_counter() - start
     steps_done = int(model.optimizer.iterations.numpy())
-    if (checkpoint_dir / "best.keras").is_file():
-        # After a resume, EarlyStopping only knows the epochs since; best.keras knows them all.
-        model = keras.saving.load_model(checkpoint_dir / "best.keras", safe_mode=True)
-    epochs_run = len(history.history.get("loss", []))
-    return TrainResult(model, history.history, seconds, epochs_run, steps_done)
+    run.finish_training(steps_done)
+    placement = describe(strategy, policy, model.jit_compile)
+    return dataclasses.replace(trained_result(run, model), placement=placement)
 
 
-def resumable(checkpoint_dir: Path) -> list[keras.callbacks.Callback]:
-    """Backup-and-restore plus the per-epoch CSV log, in ``checkpoint_dir``.
-
-    With a backup there (an interrupted run) the log is appended to; without one the run starts
-    afresh, so a stale log and best model of an earlier run under the same name are removed
-    first (else its epochs would mix with the new ones in the learning curves)."""
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if not (checkpoint_dir / "backup").is_dir():
-        for stale in ("log.csv", "best.keras"):
-            (checkpoint_dir / stale).unlink(missing_ok=True)
-    return [
-        keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
-        keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True),
-    ]
-
-
-def read_log(checkpoint_dir: Path) -> pd.DataFrame:
-    """The per-epoch log (``log.csv``) in ``checkpoint_dir``; empty if there is none."""
-    path = checkpoint_dir / "log.csv"
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
-
-
-def best_logged(checkpoint_dir: Path, metric: str) -> float | None:
-    """The highest ``metric`` in ``checkpoint_dir``'s log (epochs before a resume), if any."""
-    values = read_log(checkpoint_dir).get(metric, pd.Series(dtype=float)).dropna()
-    return float(values.max()) if len(values) else None
+def trained_result(run: RunState, model: keras.Model | None = None) -> TrainResult:
+    """The result of a run whose training is over: the best model of all its epochs
+    (``best.keras``; ``model`` where there is none), the log and the totals across resumes."""
+    if run.best_path.is_file():
+        model = keras.saving.load_model(run.best_path, safe_mode=True)
+    elif model is None:
+        raise FileNotFoundError(f"{run.best_path} is missing: train the run again")
+    epochs, seconds = run.totals()
+    steps = int(run.progress().get("steps", 0))
+    return TrainResult(model, run.history(), seconds, epochs, steps)
 
 
 def stopping_starts(config: TrainConfig) -> int:
@@ -478,12 +389,3 @@ def stopping_starts(config: TrainConfig) -> int:
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write ``config`` as JSON (for the record and for resuming)."""
     path.write_text(json.dumps(dataclasses.asdict(config), indent=2))
-
-
-def command_line() -> str:
-    """The command that started this process, relative to the project root where possible."""
-    root = str(project_root())
-    args = [a.replace(root + os.sep, "") for a in sys.argv]
-    if args and args[0].endswith("__main__.py"):
-        args = ["python", "-m", "fer_utils", *args[1:]]
-    return shlex.join(args)

@@ -20,8 +20,9 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from fer_utils.config import EMOTIONS, IMAGE_SIZE
+from fer_utils.config import IMAGE_SIZE
 from fer_utils.errors import FerError
+from fer_utils.heads import emotion_head
 
 
 @dataclass(frozen=True)
@@ -158,5 +159,4 @@ def build_transfer(
     x = BackbonePreprocess(backbone, name="preprocess")(x)
     x = net(x, training=False)  # BatchNorm keeps its ImageNet statistics, also when fine-tuning
     x = layers.Dropout(dropout, name="dropout")(x)
-    out = layers.Dense(len(EMOTIONS), activation="softmax", dtype="float32", name="emotion")(x)
-    return keras.Model(faces, out, name=f"transfer_{backbone}")
+    return keras.Model(faces, emotion_head(x), name=f"transfer_{backbone}")

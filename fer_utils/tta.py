@@ -1,6 +1,7 @@
-"""Test-time augmentation: named sets of affine views of a face, generated one view at a time,
-and the record names of runs evaluated with them. Kept apart from :mod:`fer_utils.evaluation`
-so that the command line can offer the sets without importing scikit-learn."""
+"""Test-time augmentation: named sets of affine views of a face, generated one view at a time.
+Kept apart from :mod:`fer_utils.evaluation` so that the command line can offer the sets
+without importing scikit-learn. (How records of TTA evaluations are named and found is the run
+store's business: :mod:`fer_utils.runs`.)"""
 
 from __future__ import annotations
 
@@ -50,33 +51,11 @@ TTA_SETS: dict[str, TTA] = {
         scales=(0.9, 1.0, 1.1),
         angles=(-8.0, 0.0, 8.0),
     ),
+    # Ten-crop averaging for models that see the central 40×40 pixels (``vgg`` with crop=40):
+    # shifted 4 pixels diagonally, the centre crop is a corner crop; each view also mirrored
+    "ten_crop": TTA(shifts=((0, 0), (4, 4), (4, -4), (-4, 4), (-4, -4))),
 }
-"""Named TTA sets: ``<run>-tta`` records use ``shifts``, ``<run>-tta-<name>`` the others."""
-
-
-def _suffix(tta: str) -> str:
-    """How records name the set ``tta``: not at all for ``shifts``, the first and default."""
-    return "" if tta == "shifts" else f"-{tta}"
-
-
-def tta_run_name(run_name: str, tta: str) -> str:
-    """The record name of ``run_name`` evaluated with the TTA set ``tta``."""
-    return f"{run_name}-tta{_suffix(tta)}"
-
-
-def tta_label(tta: str) -> str:
-    """What a record's model description gains with the TTA set ``tta``: `` + TTA [name]``."""
-    return f" + TTA{_suffix(tta).replace('-', ' ')}"
-
-
-def split_tta_run(name: str) -> tuple[str, str | None]:
-    """(run that trained the model, TTA set or None) of a record name: inverse of
-    :func:`tta_run_name`, e.g. ``x-tta-affine`` → (``x``, ``affine``)."""
-    for tta in TTA_SETS:
-        suffix = tta_run_name("", tta)
-        if name.endswith(suffix):
-            return name.removesuffix(suffix), tta
-    return name, None
+"""Named TTA sets (a record's ``tta`` field names the one it was evaluated with)."""
 
 
 def tta_views(faces: np.ndarray, tta: TTA = TTA()) -> Iterator[np.ndarray]:

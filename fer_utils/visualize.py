@@ -303,3 +303,36 @@ def robustness_curves(table: pd.DataFrame, save: str | None = None) -> plt.Figur
     fig.tight_layout()
     save_figure(fig, save)
     return fig
+
+
+def faithfulness(table: pd.DataFrame, save: str | None = None) -> plt.Figure:
+    """Each method's deletion and insertion AUC minus the random map's on the same faces, with
+    the 95 % bootstrap interval of the paired difference (``explain.faithfulness_table``); one
+    row of panels per perturbation. Left of 0 is better for deletion, right for insertion;
+    filled markers beat random (the interval excludes 0 on the better side)."""
+    table = table[table.index != "random"]
+    perturbations = list(dict.fromkeys(table.perturbation))
+    fig, axes = plt.subplots(
+        len(perturbations), 2, figsize=(7, 1.1 + 0.28 * len(table)), sharex="col", squeeze=False
+    )
+    for row, perturbation in zip(axes, perturbations, strict=True):
+        part = table[table.perturbation == perturbation]
+        y = np.arange(len(part))
+        for ax, test, better in zip(row, ("deletion", "insertion"), ("← better", "better →"),
+                                    strict=True):  # fmt: skip
+            diff = part[f"{test}_vs_random"].to_numpy()
+            low, high = part[f"{test}_vs_random_low"], part[f"{test}_vs_random_high"]
+            beats = part[f"{test}_beats_random"].to_numpy(bool)
+            ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="none", ecolor="0.4")
+            ax.scatter(diff[beats], y[beats], color="C2", zorder=3, label="beats random")
+            ax.scatter(diff[~beats], y[~beats], facecolor="white", edgecolor="0.3", zorder=3,
+                       label="does not")  # fmt: skip
+            ax.axvline(0, color="0.5", lw=0.8)
+            ax.set_yticks(y, part.index)
+            ax.set_title(f"{test}, {perturbation} ({better})", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("AUC − random map's AUC (class probability)")
+    axes[0, 1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, save)
+    return fig

@@ -25,12 +25,15 @@ REAL_COUNTS = {
 @pytest.fixture(autouse=True)
 def _isolated_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Figures, results and models of a test go to temporary folders; the parse cache is shared by
-    the session (so the real CSV is parsed once) but kept out of the user's cache."""
+    the session (so the real CSV is parsed once) but kept out of the user's cache. The default
+    model stays the committed one (``FER_MODEL``)."""
     monkeypatch.setenv("FER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("FER_FIGURES", str(tmp_path_factory.mktemp("figures")))
     monkeypatch.setenv("FER_RESULTS", str(tmp_path_factory.mktemp("results")))
     monkeypatch.setenv("FER_MODELS", str(tmp_path_factory.mktemp("models")))
     monkeypatch.setenv("FER_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))
+    # the default model is models_dir()/default.keras, which FER_MODELS now points away from
+    monkeypatch.setenv("FER_MODEL", str(ROOT / "models" / "default.keras"))
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from fer_utils import cleaning
+from fer_utils.cli import main
+from fer_utils.config import SPLITS
 from fer_utils.data import Dataset, load_fer2013
 
-from conftest import SAMPLE_CSV
+from conftest import SAMPLE_CSV, face_text, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +102,32 @@ def test_near_pairs_equals_brute_force() -> None:
     }
     assert {(i, j) for i, j, _ in pairs.tolist()} == expected
     assert len(expected) >= 50
+
+
+@pytest.fixture
+def distinct_csv(tmp_path: Path) -> Path:
+    """40 random faces, all distinct, in every split: no duplicate groups at all."""
+    rows = [(str(k % 7), face_text(1000 + k), SPLITS[k % 3]) for k in range(40)]
+    return write_csv(tmp_path / "distinct.csv", rows)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [slice(None), slice(0, 3), slice(0, 1), slice(0, 0)],
+    ids=["40-rows", "one-per-split", "training-only", "empty"],
+)
+def test_data_without_duplicates_cleans_to_itself(distinct_csv: Path, rows: slice) -> None:
+    dataset = load_fer2013(distinct_csv, ferplus=False).take(rows)
+    report = cleaning.find_issues(dataset, progress=False)
+    assert not report.flags().to_numpy().any()  # no duplicates, conflicts, leakage or blanks
+    summary = report.summary(dataset)
+    assert list(summary.columns) == [*SPLITS, "total"] and (summary.to_numpy() == 0).all()
+    cleaned, removed = cleaning.clean(dataset, report)
+    assert len(cleaned) == len(dataset) and removed["total"] == 0
+    assert removed["conflicting_labels"] == removed["leakage"] == 0
+
+
+def test_clean_command_on_data_without_duplicates(distinct_csv: Path, capsys) -> None:
+    assert main(["clean", "--data", str(distinct_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "Findings" in out and "leakage" in out and "removes" in out

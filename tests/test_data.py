@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -302,3 +304,221 @@ def test_label_fraction_is_stratified_and_keeps_the_test_splits() -> None:
     assert not np.array_equal(part.source_index, dataset.label_fraction(0.25, seed=2).source_index)
     with pytest.raises(ValueError, match="fraction"):
         dataset.label_fraction(0)
+
+
+# --- the parse cache: damaged, unwritable, shared ---------------------------------------------
+
+
+def _cache_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("fer2013-*.npz"))
+
+
+def _assert_same_rows(one, other) -> None:
+    for name in ("images", "labels", "splits", "source_index"):
+        assert np.array_equal(getattr(one, name), getattr(other, name)), name
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bad crc", "wrong shapes"])
+def test_a_damaged_cache_file_is_reparsed_and_rewritten(
+    tmp_path: Path, monkeypatch, caplog, good_rows, damage: str
+) -> None:
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    source = write_csv(tmp_path / "fer2013.csv", good_rows)
+    fresh = load_fer2013(source, ferplus=False)
+    [cached] = _cache_files(tmp_path / "cache")
+    good = cached.read_bytes()
+    if damage == "truncated":
+        cached.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        cached.write_bytes(bytes(range(256)) * 8)
+    elif damage == "bad crc":  # one flipped pixel byte in the middle of the images
+        middle = len(good) // 2
+        cached.write_bytes(good[:middle] + bytes([good[middle] ^ 0xFF]) + good[middle + 1 :])
+    else:  # a readable archive whose arrays do not belong together
+        with np.load(cached) as stored:
+            arrays = dict(stored)
+        arrays["labels"] = arrays["labels"][:-1]
+        np.savez(cached, **arrays)
+    with caplog.at_level(logging.WARNING):
+        again = load_fer2013(source, ferplus=False)
+    _assert_same_rows(again, fresh)
+    warnings = [r.getMessage() for r in caplog.records if str(cached) in r.getMessage()]
+    assert len(warnings) == 1 and "re-parsing" in warnings[0], warnings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the rewritten file is whole and used again
+        _assert_same_rows(load_fer2013(source, ferplus=False), fresh)
+    assert not caplog.records and _cache_files(tmp_path / "cache") == [cached]
+
+
+def _unwritable_folder(tmp_path: Path, kind: str) -> Path:
+    """A cache folder no one can write: read-only, or (for root, whom permissions do not
+    stop) a path below a regular file."""
+    if kind == "read-only":
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        if not os.access(folder, os.W_OK):
+            return folder
+    (tmp_path / "a-file").write_text("not a folder")
+    return tmp_path / "a-file" / "cache"
+
+
+@pytest.mark.parametrize("kind", ["read-only", "below a file"])
+def test_an_unwritable_cache_folder_does_not_stop_loading(
+    tmp_path: Path, monkeypatch, caplog, good_rows, kind: str
+) -> None:
+    from fer_utils.cleaning import perceptual_hashes
+
+    cache = _unwritable_folder(tmp_path, kind)
+    monkeypatch.setenv("FER_CACHE", str(cache))
+    source = write_csv(tmp_path / "fer2013.csv", good_rows)
+    try:
+        with caplog.at_level(logging.WARNING):
+            dataset = load_fer2013(source, ferplus=False)
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 1 and str(cache) in warnings[0], warnings
+        assert "FER_CACHE" in warnings[0] and "--no-cache" in warnings[0]
+        _assert_same_rows(dataset, load_fer2013(source, ferplus=False, cache=False))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):  # the hashes' cache is just as optional
+            hashes = perceptual_hashes(dataset.images, progress=False)
+        assert hashes.shape == (len(dataset),) and len(caplog.records) == 1
+        assert not cache.exists() or not any(cache.iterdir())
+    finally:
+        if cache.name == "read-only":
+            cache.chmod(0o700)
+
+
+def test_a_damaged_hash_cache_is_recomputed(tmp_path: Path, monkeypatch, caplog) -> None:
+    from fer_utils.cleaning import perceptual_hashes
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path))
+    images = np.random.default_rng(3).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    fresh = perceptual_hashes(images, progress=False)
+    [cached] = tmp_path.glob("phash-*.npy")
+    for damage in (cached.read_bytes()[:100], b"garbage", None):
+        if damage is None:
+            np.save(cached, fresh[:-1])  # a whole file, for other images
+        else:
+            cached.write_bytes(damage)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert np.array_equal(perceptual_hashes(images, progress=False), fresh)
+        assert len(caplog.records) == 1 and "recomputing" in caplog.records[0].getMessage()
+        assert np.array_equal(np.load(cached), fresh)
+
+
+_LOAD_WHEN_TOLD = """
+import sys
+from fer_utils.data import load_fer2013
+for path in sys.argv[1:]:
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test tells all eight processes at once
+    load_fer2013(path, ferplus=False)
+print("done", flush=True)
+"""
+
+
+def test_first_loads_in_eight_processes_at_once_all_succeed(tmp_path: Path) -> None:
+    # Fresh files, each loaded by the eight processes at the same moment. A clash is a matter
+    # of timing (about one round in eight clashed with a shared temporary name): hence 40.
+    sources = []
+    for number in range(40):
+        rows = [(str(k % 7), face_text(10 * number + k), SPLITS[k % 3]) for k in range(7)]
+        sources.append(str(write_csv(tmp_path / f"fer2013-{number}.csv", rows)))
+    env = {**os.environ, "FER_CACHE": str(tmp_path / "cache")}
+    processes = []
+    try:
+        for k in range(8):
+            with open(tmp_path / f"stderr-{k}", "w") as stderr:
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-c", _LOAD_WHEN_TOLD, *sources], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=ROOT,
+                ))  # fmt: skip
+        for _ in sources:
+            if [p.stdout.readline().strip() for p in processes] != ["ready"] * 8:
+                break  # one failed
+            for p in processes:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+        for p in processes:  # so that none waits for a word that will not come
+            p.stdin.close()
+        finished = [p.stdout.read().strip() for p in processes]
+        codes = [p.wait(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    errors = [(tmp_path / f"stderr-{k}").read_text()[-2000:] for k in range(8)]
+    assert codes == [0] * 8 and finished == ["done"] * 8, errors
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names == [p.name for p in _cache_files(tmp_path / "cache")] and len(names) == 40
+    for source in sources:  # whole cache files, no temporary ones left behind
+        assert len(load_fer2013(source, ferplus=False)) == 7
+
+
+def test_cli_no_cache_writes_no_cache_file(tmp_path: Path) -> None:
+    env = {**os.environ, "FER_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "fer_utils", "info", "--data", str(SAMPLE_CSV), "--no-cache"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "rows    280" in done.stdout
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+# --- archive members that are not files ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE],
+    ids=["symlink", "hardlink", "folder", "fifo"],
+)
+def test_a_tar_whose_fer2013_csv_is_not_a_file_is_named(tmp_path: Path, kind: bytes) -> None:
+    with tarfile.open(tmp_path / "fer2013.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("fer2013/fer2013.csv")
+        info.type = kind
+        info.linkname = "fer2013/missing.csv" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+        tar.addfile(info)
+    with pytest.raises(DataError, match=r"no regular fer2013\.csv file"):
+        load_fer2013(tmp_path / "fer2013.tar.gz", ferplus=False)
+
+
+def test_image_folder_ignores_entries_that_are_not_files(tmp_path: Path) -> None:
+    good = tmp_path / "test" / "sad" / "PublicTest_1.png"
+    good.parent.mkdir(parents=True)
+    cv2.imwrite(str(good), np.zeros((48, 48), np.uint8) + 80)
+    (good.parent / "PublicTest_2.png").mkdir()  # a folder named like an image
+    (good.parent / "PublicTest_3.png").symlink_to(tmp_path / "gone.png")  # a broken link
+    with zipfile.ZipFile(tmp_path / "faces.zip", "w") as archive:
+        archive.write(good, "test/sad/PublicTest_1.png")
+        link = zipfile.ZipInfo("test/sad/PublicTest_4.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "PublicTest_1.png")
+    for source, ignored in ((tmp_path, 1), (tmp_path / "faces.zip", 1)):
+        dataset = load_fer2013(source, ferplus=False)
+        assert len(dataset) == 1
+        assert dataset.report == {
+            "ignored: not a regular file (broken link, pipe, device, link in a zip)": ignored
+        }
+
+
+# --- download credentials ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"username": "me"}', "[]"])
+def test_download_with_a_malformed_kaggle_json_says_so(tmp_path: Path, content: str) -> None:
+    config = tmp_path / "kaggle-config"
+    config.mkdir()
+    (config / "kaggle.json").write_text(content)
+    (config / "kaggle.json").chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env |= {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(config)}
+    done = subprocess.run(
+        [sys.executable, "-m", "fer_utils", "download", "--dest", str(tmp_path / "d")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "malformed" in done.stderr and str(config / "kaggle.json") in done.stderr
+    assert "Settings" in done.stderr and "Traceback" not in done.stderr + done.stdout

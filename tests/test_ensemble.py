@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import keras
 import numpy as np
@@ -14,7 +15,7 @@ from fer_utils import ensemble as ens
 from fer_utils.config import results_dir
 from fer_utils.errors import UsageError
 from fer_utils.evaluation import metrics, predict
-from fer_utils.results import write_run
+from fer_utils.runs import read_run, write_run
 from fer_utils.tta import TTA
 
 
@@ -25,9 +26,12 @@ def one_hot(labels: list[int], confidence: float = 0.9) -> np.ndarray:
     return probs
 
 
-def save_member(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+def save_member(
+    name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], kind: str = "trained", **fields
+) -> None:
+    """Record a run ``name`` of the cpu profile (``kind`` and ``fields`` as in write_run)."""
     (results_dir() / "predictions").mkdir(parents=True, exist_ok=True)
-    write_run(name, "toy", "test", "cpu", "sha", 1.0, splits)
+    write_run(name, kind, "toy", "test", "cpu", "sha", 1.0, splits, **fields)
 
 
 @pytest.fixture
@@ -92,8 +96,9 @@ def test_selection_prefers_the_better_member_and_records_the_ensemble(three_memb
     assert ens.fit_weights(validation).describe()["good"] > 0.5
     record = ens.record_ensemble(chosen, "toy-ensemble", validation, "test")
     stored = json.loads((results_dir() / "toy-ensemble.json").read_text())
-    assert stored["metrics"] == record["metrics"]
-    assert record["metrics"]["PrivateTest"]["accuracy"] == pytest.approx(0.6)
+    assert stored["metrics"] == record.metrics and read_run("toy-ensemble") == record
+    assert record.kind == "ensemble" and record.details["members"] == chosen.describe()
+    assert record.metrics["PrivateTest"]["accuracy"] == pytest.approx(0.6)
 
 
 def test_cross_validation_within_public_test_rejects_a_method_that_does_not_carry_over():
@@ -159,15 +164,16 @@ def test_every_ensemble_run_records_its_cross_validated_publictest_accuracy():
 
 
 def test_an_ensemble_counts_each_training_once():
-    """``x`` and ``x-tta`` are one training evaluated twice: the ensemble's time counts it once."""
+    """``x`` and its TTA evaluation are one training evaluated twice: the ensemble's time counts
+    it once."""
     labels = np.arange(70) % 7
-    for name in ("x", "x-tta", "y"):
-        save_member(
-            name, {s: (labels, one_hot(list(labels))) for s in ("PublicTest", "PrivateTest")}
-        )
+    splits = {s: (labels, one_hot(list(labels))) for s in ("PublicTest", "PrivateTest")}
+    save_member("x", splits)
+    save_member("x-tta", splits, "tta", tta="shifts", trained_by="x")
+    save_member("y", splits)
     validation = ens.load_split(["x", "x-tta", "y"], "PublicTest")
     record = ens.record_ensemble(ens.uniform(validation), "toy-time", validation, "test")
-    assert record["train_seconds"] == pytest.approx(2.0)  # save_member records 1 s per run
+    assert record.train_seconds == pytest.approx(2.0)  # save_member records 1 s per run
 
 
 def test_the_command_line_offers_exactly_the_ensemble_methods():
@@ -200,12 +206,15 @@ def test_tta_of_a_flip_invariant_model_changes_nothing():
 def test_member_runs_are_the_profiles_classifiers_only(three_members):
     labels, members = three_members
     splits = {"PublicTest": (labels, members["a"])}
-    for name in ("a", "ensemble-cpu", "student-cpu"):
-        save_member(name, splits)
-    write_run("probe", "SimCLR + linear probe", "test", "cpu", "sha", 1.0, splits,
+    save_member("a", splits)
+    save_member("a-tta-affine", splits, "tta", tta="affine", trained_by="a")
+    save_member("ensemble-cpu", splits, "ensemble", details={"members": {"a": 1.0}})
+    save_member("student-cpu", splits, details={"config": {"soft_targets": "teacher"}})
+    save_member("ferplus", splits, details={"config": {"soft_targets": "ferplus"}})
+    write_run("probe", "pretrained", "SimCLR + linear probe", "test", "cpu", "sha", 1.0, splits,
               {"pretrain_config": {"epochs": 1}})  # fmt: skip
-    write_run("small", "toy", "test", "quick", "sha", 1.0, splits)
-    assert ens.member_runs("cpu") == ["a"]
+    write_run("small", "trained", "toy", "test", "quick", "sha", 1.0, splits)
+    assert ens.member_runs("cpu") == ["a", "a-tta-affine", "ferplus"]
 
 
 def test_runs_evaluated_on_other_faces_are_left_out_and_counted(three_members, caplog):
@@ -218,8 +227,13 @@ def test_runs_evaluated_on_other_faces_are_left_out_and_counted(three_members, c
 
 
 def test_missing_member_models_are_named_in_one_clear_error(tmp_path, monkeypatch):
-    from fer_utils.inference.classifier import ModelError
+    from fer_utils.errors import ModelError
 
     monkeypatch.setenv("FER_MODELS", str(tmp_path))
-    with pytest.raises(ModelError, match=r"a\.keras, .*b\.keras.*Retrain"):
+    splits = {"PublicTest": (np.arange(7), np.eye(7))}
+    save_member("a", splits)
+    save_member("a-tta", splits, "tta", tta="shifts", trained_by="a")  # a's model, once
+    save_member("b", splits)
+    missing = f"missing: {tmp_path / 'a.keras'}, {tmp_path / 'b.keras'}. Retrain"
+    with pytest.raises(ModelError, match=re.escape(missing)):
         ens.load_member_models(["a", "a-tta", "b"])

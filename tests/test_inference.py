@@ -3,8 +3,14 @@ and the exported ONNX model."""
 
 from __future__ import annotations
 
+import csv
+import fcntl
+import io
 import json
+import logging
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -90,6 +96,214 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, astronaut):
     assert status["missing.jpg"] == ("error", "no such file or folder")
     assert status["wall.png"] == ("no_face", "no face found")
     assert status["good.jpg"][0] == "ok"
+
+
+def huge_png_header(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width``×``height`` pixels (its IHDR patched, CRC fixed):
+    what a decompression bomb looks like before decoding."""
+    cv2.imwrite(str(path), np.zeros((1, 1), np.uint8))
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR: after signature, length and type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC of type + fields
+    path.write_bytes(bytes(data))
+    return path
+
+
+def warned_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warning lines of the prediction pipeline (not TensorFlow's)."""
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and r.name.startswith("fer_utils")]  # fmt: skip
+
+
+@pytest.fixture
+def fast_model(monkeypatch, classifier):
+    """``main(["predict", ...])`` uses the module's classifier instead of loading it again."""
+    monkeypatch.setattr("fer_utils.inference.load_classifier", lambda path=None: classifier)
+    return classifier
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fails the test if the command gets as far as loading the model."""
+
+    def load(path=None):
+        pytest.fail("the model was loaded: the check should have come before any work")
+
+    monkeypatch.setattr("fer_utils.inference.load_classifier", load)
+
+
+def test_every_input_in_a_folder_gets_its_row_whatever_happens(
+    tmp_path, astronaut, fast_model, capsys, caplog
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "good.jpg"), astronaut)
+    (folder / "corrupt.jpg").write_bytes((folder / "good.jpg").read_bytes()[:200])
+    cv2.imwrite(str(folder / "thin.png"), np.full((1, 20000, 3), 128, np.uint8))  # was cv2.error
+    huge_png_header(folder / "huge.png", 30000, 30000)  # 900 megapixels: 2.7 GB decoded
+    (folder / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    assert main(["predict", str(folder)]) == 0  # CSV streamed to standard output
+    captured = capsys.readouterr()
+    rows = {Path(r["source"]).name: r for r in csv.DictReader(io.StringIO(captured.out))}
+    assert sorted(rows) == ["corrupt.jpg", "good.jpg", "huge.png", "photo.heic", "thin.png"]
+    assert rows["good.jpg"]["status"] == "ok" and rows["good.jpg"]["label"] in EMOTIONS
+    assert rows["thin.png"]["status"] == "no_face"
+    assert (rows["huge.png"]["status"], rows["huge.png"]["message"]) == (
+        "error", "image is 30000×30000 = 900 megapixels, above the limit of 100 megapixels; "
+        "resize it first")  # fmt: skip
+    assert rows["corrupt.jpg"]["status"] == "error"
+    assert rows["photo.heic"]["status"] == "skipped"
+    assert "not an image or video: file type '.heic' (supported: " in rows["photo.heic"]["message"]
+    assert "default.keras: 1 ok, 1 no_face, 2 error, 1 skipped" in captured.err
+    warned = sorted(warned_lines(caplog))
+    assert [w.split(": ")[0] for w in warned] == [
+        str(folder / n) for n in ("corrupt.jpg", "huge.png", "thin.png")
+    ]  # one line each: an error, an error, no face
+    assert "thin.png: no face found" in warned[2]
+    assert not any(r.exc_info for r in caplog.records) and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (RuntimeError("model\n  exploded"), "RuntimeError: model exploded"),
+        (MemoryError(), "not enough memory to process it"),
+        (cv2.error("resize went wrong"), "OpenCV failed in a function: resize went wrong"),
+    ],
+    ids=["RuntimeError", "MemoryError", "cv2.error"],
+)
+def test_an_exception_on_one_input_is_its_row_and_the_batch_goes_on(
+    tmp_path, astronaut, classifier, monkeypatch, caplog, failure, message
+):
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), astronaut)
+    run, calls = classifier.run, []
+
+    def fails_once(faces):
+        calls.append(len(faces))
+        if len(calls) == 1:
+            raise failure
+        return run(faces)
+
+    monkeypatch.setattr(classifier, "run", fails_once)
+    inputs = [str(tmp_path / n) for n in ("a.jpg", "b.jpg")]
+    rows = list(predict_sources(inputs, classifier, progress=False))
+    assert [(Path(r["source"]).name, r["status"]) for r in rows] == [("a.jpg", "error"),
+                                                                     ("b.jpg", "ok")]  # fmt: skip
+    assert rows[0]["message"] == message
+    assert warned_lines(caplog) == [f"{inputs[0]}: {message}"]
+
+
+def test_a_second_predict_writing_the_same_out_fails_at_once(tmp_path, astronaut, no_model,
+                                                             capsys):  # fmt: skip
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut)
+    out = tmp_path / "rows.csv"
+    with open(tmp_path / "rows.csv.lock", "a") as lock:  # the first predict, still writing
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["predict", str(tmp_path / "a.jpg"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: another predict is writing {out}; wait for it or choose another "
+                   "--out\n")  # fmt: skip
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("missing/rows.csv", "missing/rows.csv does not exist: create the folder"),
+        ("file.txt/rows.csv", "file.txt/rows.csv is a file, not a folder"),
+        (".", "is a folder: give a file name"),
+    ],
+    ids=["missing-folder", "under-a-file", "a-folder"],
+)
+def test_out_where_it_cannot_be_written_is_refused_before_any_work(
+    tmp_path, astronaut, no_model, capsys, where, says
+):
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut)
+    (tmp_path / "file.txt").write_text("a regular file")
+    out = tmp_path / where
+    assert main(["predict", str(tmp_path / "a.jpg"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("where", ["file.txt", "file.txt/annotated"])
+def test_annotate_where_it_cannot_be_written_is_refused_before_any_work(
+    tmp_path, astronaut, no_model, capsys, where
+):
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut)
+    (tmp_path / "file.txt").write_text("a regular file")
+    args = ["predict", str(tmp_path / "a.jpg"), "--annotate", str(tmp_path / where)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --annotate ") and str(tmp_path / where) in err
+    assert err.count("\n") == 1 and not (tmp_path / "annotated").exists()
+
+
+class _ClosedVideoWriter:
+    """A VideoWriter that could not be opened (as without an mp4v encoder)."""
+
+    def __init__(self, *args) -> None:
+        pass
+
+    def isOpened(self) -> bool:  # (OpenCV's name)
+        return False
+
+    def write(self, image) -> None:
+        raise AssertionError("written to a writer that is not open")
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_an_annotated_copy_that_cannot_be_written_is_reported(
+    tmp_path, astronaut, fast_model, monkeypatch, capsys, caplog, kind
+):
+    if kind == "image":
+        source = tmp_path / "a.jpg"
+        cv2.imwrite(str(source), astronaut)
+        monkeypatch.setattr(cv2, "imwrite", lambda *args, **kwargs: False)  # e.g. disk full
+    else:
+        source = tmp_path / "clip.mp4"
+        size = astronaut.shape[1::-1]
+        video = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+        for _ in range(2):
+            video.write(astronaut)
+        video.release()
+        monkeypatch.setattr(cv2, "VideoWriter", _ClosedVideoWriter)
+    rows = predict_json(tmp_path, str(source), "--annotate", str(tmp_path / "ann"))
+    assert [r["status"] for r in rows] == ["ok"] * (1 if kind == "image" else 2)
+    assert rows[0]["message"].startswith(f"annotated copy not written: {tmp_path / 'ann'}")
+    assert all(r["message"] == "" for r in rows[1:])  # said once, where it first failed
+    assert "; 1 annotated copies not written" in capsys.readouterr().err
+    assert [w.split(": ", 1)[1].split(":")[0] for w in warned_lines(caplog)] == [
+        "annotated copy not written"]  # fmt: skip
+
+
+def test_out_is_never_torn(tmp_path, astronaut, fast_model, monkeypatch):
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), astronaut)
+    out = tmp_path / "rows.json"
+    out.write_text("the previous run's rows\n")
+    run, calls = fast_model.run, []
+
+    def killed_on_the_second(faces):
+        calls.append(len(faces))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # ^C, or anything that stops the process mid-batch
+        return run(faces)
+
+    monkeypatch.setattr(fast_model, "run", killed_on_the_second)
+    args = ["predict", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "--format", "json",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 130  # Ctrl-C: one line, no traceback
+    assert out.read_text() == "the previous run's rows\n"  # not half of the new one
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.jpg", "b.jpg", "rows.json", "rows.json.lock"]  # no temporary file left  # fmt: skip
+    assert main(args) == 0  # the lock was released
+    assert [r["status"] for r in json.loads(out.read_text())] == ["ok", "ok"]
 
 
 @pytest.mark.parametrize(
@@ -199,18 +413,21 @@ def test_image_folder_jpegs_read_like_the_dataset_loader(real_images_zip, classi
 
 
 def test_set_default_picks_the_best_publictest_run_and_never_privatetest(tmp_path):
-    from fer_utils.config import models_dir, results_dir
+    from fer_utils.config import models_dir
+    from fer_utils.runs import write_run
 
-    public, private = {"a": 0.60, "b": 0.64, "big": 0.9}, {"a": 0.70, "b": 0.50, "big": 0.9}
+    labels = np.arange(100) % 7
+
+    def right(count: int) -> np.ndarray:
+        """Probabilities that get exactly the first ``count`` of 100 faces right."""
+        return np.eye(7)[np.where(np.arange(100) < count, labels, (labels + 1) % 7)]
+
+    public, private = {"a": 60, "b": 64, "big": 90}, {"a": 70, "b": 50, "big": 90}
     for run in public:
-        record = {
-            "command": f"python -m fer_utils train --run-name {run}",
-            "metrics": {
-                "PublicTest": {"accuracy": public[run]},
-                "PrivateTest": {"accuracy": private[run]},
-            },
-        }
-        (results_dir() / f"{run}.json").write_text(json.dumps(record))
+        splits = {"PublicTest": (labels, right(public[run])),
+                  "PrivateTest": (labels, right(private[run]))}  # fmt: skip
+        command = f"python -m fer_utils train --run-name {run}"
+        write_run(run, "trained", "toy", command, "cpu", "sha", 1.0, splits)
         (models_dir() / f"{run}.keras").write_bytes(run.encode() * 10)
     (models_dir() / "big.keras").write_bytes(bytes(11 * 2**20))  # too big to commit: left out
     assert main(["set-default", "a", "b", "big"]) == 0

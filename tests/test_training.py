@@ -14,11 +14,12 @@ import tensorflow as tf
 
 from fer_utils.config import models_dir
 from fer_utils.data import DataError, Dataset
+from fer_utils.devices import set_threads
 from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci, predict
 from fer_utils.experiment import evaluate_saved, train_or_read_record
 from fer_utils.inference import ModelError
 from fer_utils.models import REGISTRY, build_model, save_for_inference
-from fer_utils.results import predictions_path, write_run
+from fer_utils.runs import predictions_path, read_run, tta_label, tta_run_name, write_run
 from fer_utils.training import (
     FocalLoss,
     TrainConfig,
@@ -26,11 +27,10 @@ from fer_utils.training import (
     class_weights,
     make_dataset,
     recalibrate_batchnorm,
-    set_threads,
     stopping_starts,
     train,
 )
-from fer_utils.tta import TTA, TTA_SETS, split_tta_run, tta_label, tta_run_name, tta_views
+from fer_utils.tta import TTA, TTA_SETS, tta_views
 
 
 def synthetic(n: int, seed: int = 0) -> Dataset:
@@ -95,9 +95,9 @@ def interrupted_run(folder: Path) -> tuple[TrainConfig, Dataset, Dataset]:
 
 def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path) -> None:
     config, train_set, val_set = interrupted_run(tmp_path)
-    assert (tmp_path / "backup").is_dir()
+    assert (tmp_path / "state").is_dir()
     resumed = train(config, train_set, val_set, tmp_path, verbose=0)
-    assert resumed.epochs_run == 2  # epochs 3 and 4 only: the count went on from the backup
+    assert resumed.epochs_run == 4  # the whole run: 2 before the interruption, 2 after
     steps_per_epoch = len(train_set) // config.batch_size
     assert resumed.optimizer_steps == 4 * steps_per_epoch  # the optimizer state came back too
     log = (tmp_path / "log.csv").read_text().splitlines()
@@ -135,7 +135,9 @@ def test_early_stopping_waits_for_the_cosine_schedule_to_decay(tmp_path: Path) -
     train_set, val_set = data.split("Training"), data.split("PublicTest")
     # Patience 0 stops at the first epoch without a new best; with a cosine schedule that
     # may happen only from epoch 4 of 6 on, so at least 4 epochs run whatever PublicTest does.
-    config = TrainConfig("five_layer", **{**FAST, "epochs": 6, "patience": 0, "learning_rate": 0.0})
+    config = TrainConfig(
+        "five_layer", **{**FAST, "epochs": 6, "patience": 0, "learning_rate": 1e-12}
+    )
     assert stopping_starts(config) == 4
     assert train(config, train_set, val_set, tmp_path / "cosine", verbose=0).epochs_run >= 4
     plateau = dataclasses.replace(config, schedule="plateau")
@@ -165,7 +167,7 @@ def test_class_weights_for_a_known_label_vector() -> None:
     assert np.allclose(weights, [n / (7 * 6), n / (7 * 3)] + [n / (7 * 3)] * 5)
 
 
-@pytest.mark.parametrize("kind", ["light", "basic", "erasing", "mixup"])
+@pytest.mark.parametrize("kind", ["light", "basic", "erasing", "strong", "mixup"])
 def test_augmentation_keeps_shape_range_and_labels(kind: str) -> None:
     data = synthetic(64)
     y = np.eye(7, dtype=np.float32)[data.labels]
@@ -270,12 +272,11 @@ def test_affine_tta_views_turn_about_the_centre_and_keep_the_original() -> None:
     assert sum(np.array_equal(v[..., 0], faces) for v in views) == 1  # the identity, once
 
 
-def test_tta_record_names_round_trip() -> None:
+def test_tta_record_names_and_labels() -> None:
     assert tta_run_name("x", "shifts") == "x-tta" and tta_run_name("x", "affine") == "x-tta-affine"
     assert tta_label("shifts") == " + TTA" and tta_label("affine") == " + TTA affine"
-    for tta in TTA_SETS:
-        assert split_tta_run(tta_run_name("fast_cnn-ls-cpu", tta)) == ("fast_cnn-ls-cpu", tta)
-    assert split_tta_run("fast_cnn-ls-cpu") == ("fast_cnn-ls-cpu", None)
+    names = {tta_run_name("fast_cnn-ls-cpu", tta) for tta in TTA_SETS}
+    assert len(names) == len(TTA_SETS) and "fast_cnn-ls-cpu" not in names  # one file per set
 
 
 def test_a_finished_run_is_evaluated_again_with_another_tta_set() -> None:
@@ -287,12 +288,16 @@ def test_a_finished_run_is_evaluated_again_with_another_tta_set() -> None:
     test = data.split("PrivateTest")
     predictions = {s: (data.split(s).labels, predict(model, data.split(s).images))
                    for s in ("PublicTest", "PrivateTest")}  # fmt: skip
-    extra = {"config": {"seed": 0, "label_fraction": 1.0}, "epochs_run": 3}
-    write_run("tiny", "five_layer", "train …", "cpu", data.sha256, 12.5, predictions, extra)
+    details = {"config": {"seed": 0, "label_fraction": 1.0}, "epochs_run": 3}
+    write_run("tiny", "trained", "five_layer", "train …", "cpu", data.sha256, 12.5, predictions,
+              details)  # fmt: skip
 
-    record = json.loads(evaluate_saved("tiny", data, "affine", "evaluate …").read_text())
-    assert record["run_name"] == "tiny-tta-affine" and record["model"] == "five_layer + TTA affine"
-    assert (record["train_seconds"], record["epochs_run"], record["tta"]) == (12.5, 3, "affine")
+    record = evaluate_saved("tiny", data, "affine", "evaluate …")
+    assert record == read_run("tiny-tta-affine")
+    assert record.run_name == "tiny-tta-affine" and record.model == "five_layer + TTA affine"
+    assert (record.kind, record.tta, record.trained_by) == ("tta", "affine", "tiny")
+    assert (record.train_seconds, record.details["epochs_run"]) == (12.5, 3)
+    assert record.config == details["config"] and record.architecture == "five_layer"
     with np.load(predictions_path("tiny-tta-affine")) as stored:
         stored_probabilities = stored["PrivateTest_probabilities"]
     expected = predict(model, test.images, tta="affine")
@@ -310,13 +315,14 @@ def test_a_curve_reads_finished_records_and_trains_only_the_missing_ones() -> No
     )
     config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1})
     first = train_or_read_record(config, "point", data, "quick", "train …")
-    assert first["epochs_run"] == 1 and first["metrics"]["PrivateTest"]["n"] == 16
+    assert first.details["epochs_run"] == 1 and first.metrics["PrivateTest"]["n"] == 16
+    assert first.kind == "trained" and first.config["epochs"] == 1
     (models_dir() / "point.keras").unlink()  # the record is enough: the model is not needed
     longer = dataclasses.replace(config, epochs=2)
     assert train_or_read_record(longer, "point", data, "quick", "train …") == first
     assert not (models_dir() / "point.keras").exists()  # read, not trained again
     again = train_or_read_record(longer, "point", data, "quick", "train …", reuse=False)
-    assert again["epochs_run"] == 2 and (models_dir() / "point.keras").is_file()
+    assert again.details["epochs_run"] == 2 and (models_dir() / "point.keras").is_file()
 
 
 def test_changing_threads_once_tensorflow_runs_warns_instead_of_failing() -> None:
@@ -324,3 +330,32 @@ def test_changing_threads_once_tensorflow_runs_warns_instead_of_failing() -> Non
     wanted = tf.config.threading.get_intra_op_parallelism_threads() + 3
     with pytest.warns(UserWarning, match="already running"):
         set_threads(wanted)
+
+
+def test_ten_crop_tta_averages_the_four_corner_and_centre_crops_and_their_mirrors() -> None:
+    model = build_model("vgg", width=0.125, crop=40)  # sees the central 40×40 pixels
+    faces = np.random.default_rng(0).integers(0, 256, (6, 48, 48)).astype(np.uint8)
+    crops = []
+    for top, left in ((4, 4), (0, 0), (0, 8), (8, 0), (8, 8)):  # centre, then the corners
+        crop = faces[:, top : top + 40, left : left + 40]
+        padded = np.pad(crop, ((0, 0), (4, 4), (4, 4)), mode="edge")  # its centre is the crop
+        crops += [padded, padded[:, :, ::-1]]
+    expected = np.mean([predict(model, view) for view in crops], axis=0)
+    np.testing.assert_allclose(predict(model, faces, tta="ten_crop"), expected, atol=1e-5)
+
+
+def test_a_saved_run_is_reused_only_for_the_same_data_subset_and_seed(caplog) -> None:
+    noise = synthetic(48)
+    data = dataclasses.replace(
+        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
+    )
+    config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1})
+    first = train_or_read_record(config, "point", data, "quick", "train …")
+    assert train_or_read_record(config, "point", data, "quick", "train …") == first  # reused
+    other_faces = dataclasses.replace(data, labels=np.roll(data.labels, 1))  # another subset
+    again = train_or_read_record(config, "point", other_faces, "quick", "train …")
+    assert "evaluated on other PublicTest faces" in caplog.text and again != first
+    reseeded = dataclasses.replace(config, seed=1)
+    train_or_read_record(reseeded, "point", other_faces, "quick", "train …")
+    assert "another seed" in caplog.text
+    assert read_run("point").config["seed"] == 1

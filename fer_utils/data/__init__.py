@@ -1,6 +1,6 @@
 """Finding, downloading, parsing and caching FER2013 and FER+ (knows nothing of models)."""
 
-from fer_utils.data.dataset import FERPLUS_COLUMNS, DataError, Dataset, FerPlus
+from fer_utils.data.dataset import FERPLUS_COLUMNS, DataError, Dataset, FerPlus, as_batch
 from fer_utils.data.load import load_fer2013
 from fer_utils.data.locate import DATA_ENV, FERPLUS_ENV, find_data, find_ferplus
 
@@ -11,6 +11,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "FerPlus",
+    "as_batch",
     "find_data",
     "find_ferplus",
     "load_fer2013",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from fer_utils.config import EMOTIONS, SPLITS
+from fer_utils.config import EMOTIONS, IMAGE_SIZE, SPLITS
 from fer_utils.errors import FerError
 
 
@@ -165,3 +165,9 @@ class Dataset:
             size = min(len(rows), max(1, round(fraction * len(rows))))
             keep.append(rng.choice(rows, size=size, replace=False) if len(rows) else rows)
         return self.take(np.sort(np.concatenate(keep)))
+
+
+def as_batch(faces: np.ndarray, dtype: type | None = np.float32) -> np.ndarray:
+    """Faces (N, 48, 48) or (N, 48, 48, 1) as the models' batch (N, 48, 48, 1), in ``dtype``
+    (float32, the models' input; None keeps the faces' own, e.g. uint8 in memory)."""
+    return np.asarray(faces, dtype).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import urllib.request
 from pathlib import Path
@@ -51,8 +52,39 @@ def _kaggle_api():  # -> kaggle.api.kaggle_api_extended.KaggleApi (imported lazi
         try:
             api.authenticate()
         except (SystemExit, Exception) as error:
+            config = Path(getattr(api, "config", "") or Path.home() / ".kaggle" / "kaggle.json")
+            problem = _kaggle_json_problem(config)
+            if problem:
+                raise DataError(
+                    f"Kaggle credentials file {config} is malformed ({problem}), so FER2013 "
+                    "cannot be downloaded. Download a new token from kaggle.com → Settings → "
+                    f"API → Create New Token and save it as {config} (chmod 600), or delete "
+                    "the file and set KAGGLE_USERNAME and KAGGLE_KEY."
+                ) from error
             raise DataError(CREDENTIALS_HELP) from error
     return api
+
+
+def _kaggle_json_problem(path: Path) -> str | None:
+    """What is wrong with the kaggle.json at ``path`` (the kaggle package ignores a file it
+    cannot use and then reports the credentials as missing), or None if it is absent or
+    holds a username and a key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        return f"cannot be read: {getattr(error, 'strerror', None) or error}"
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"not JSON: {error}"
+    if not isinstance(content, dict):
+        return "not a JSON object"
+    missing = [
+        k for k in ("username", "key") if not isinstance(content.get(k), str) or not content[k]
+    ]
+    return f"no {' and no '.join(missing)}" if missing else None
 
 
 def download_fer2013(dest: Path | None = None, source: str = "csv", force: bool = False) -> Path:

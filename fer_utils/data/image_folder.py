@@ -9,6 +9,7 @@ The split comes from the file-name prefix where there is one, else from the top 
 from __future__ import annotations
 
 import re
+import stat
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,18 +38,31 @@ class ImageFolderRows:
     report: dict[str, int]
 
 
-def _entries(source: Path) -> Iterator[tuple[PurePosixPath, Callable[[], bytes]]]:
-    """(relative path, reader) of every image file below a folder or inside a zip."""
+def regular_member(info: zipfile.ZipInfo) -> bool:
+    """True for a zip member that is a file: not a folder, nor a (Unix) symbolic link."""
+    mode = info.external_attr >> 16
+    return not info.is_dir() and not (mode and stat.S_ISLNK(mode))
+
+
+def _entries(source: Path) -> Iterator[tuple[PurePosixPath, Callable[[], bytes] | None]]:
+    """(relative path, reader) of every image name below a folder or inside a zip; the reader
+    is None for an entry that is not a regular file (a broken link, a pipe, a zip symlink).
+    Folders named like images are left out."""
     if source.is_dir():
         for path in sorted(source.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                yield PurePosixPath(path.relative_to(source).as_posix()), path.read_bytes
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
+                regular = path.is_file()  # follows links; False for broken ones and pipes
+                yield (
+                    PurePosixPath(path.relative_to(source).as_posix()),
+                    path.read_bytes if regular else None,
+                )
         return
     with zipfile.ZipFile(source) as archive:
         for info in sorted(archive.infolist(), key=lambda i: i.filename):
             path = PurePosixPath(info.filename)
             if not info.is_dir() and path.suffix.lower() in IMAGE_SUFFIXES:
-                yield path, lambda info=info: archive.read(info)
+                regular = regular_member(info)
+                yield path, (lambda info=info: archive.read(info)) if regular else None
 
 
 def _label_and_split(path: PurePosixPath, where: str) -> tuple[int, str | None]:
@@ -73,6 +87,9 @@ def read_image_folder(source: Path, errors: str = "raise") -> ImageFolderRows:
     images, labels, splits, ids = [], [], [], []
     report: Counter[str] = Counter()
     for number, (path, read) in enumerate(_entries(source)):
+        if read is None:
+            report["ignored: not a regular file (broken link, pipe, device, link in a zip)"] += 1
+            continue
         where = f"{source}:{path}" if source.is_file() else str(source / path)
         label, folder_split = _label_and_split(path, where)
         match = _PREFIX.match(path.stem)

@@ -14,48 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root
-from fer_utils.errors import FerError
-from fer_utils.results import read_record
+from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir
+from fer_utils.data import as_batch
+from fer_utils.errors import ModelError
+from fer_utils.files import atomic_path, atomic_write_text
+from fer_utils.runs import DEFAULT_MODEL, trained_run
 
-DEFAULT_MODEL = "default.keras"
 log = logging.getLogger(__name__)
 
 
-class ModelError(FerError):
-    """A model file that is missing, unreadable or not a FER2013 emotion model."""
-
-
 def default_model_path() -> Path:
-    """``$FER_MODEL`` if set, else the committed ``models/default.keras``."""
-    return Path(os.environ.get("FER_MODEL") or project_root() / "models" / DEFAULT_MODEL)
-
-
-def run_model_path(run: str) -> Path | None:
-    """``models/<run>.keras``; else the committed default when it is that run's model (only the
-    default is committed, so a fresh clone can still weigh it against new runs); else None."""
-    model = models_dir() / f"{run}.keras"
-    if model.is_file():
-        return model
-    record = models_dir() / "default.json"
-    if record.is_file() and json.loads(record.read_text()).get("run_name") == run:
-        return models_dir() / DEFAULT_MODEL
-    return None
-
-
-def trained_run(run: str) -> tuple[dict, Path]:
-    """The results record and model file (:func:`run_model_path`) of a finished training run,
-    or a :class:`ModelError` that says what is missing, or that ``run`` is a TTA record."""
-    try:
-        record = read_record(run)
-    except FileNotFoundError as missing:
-        raise ModelError(f"no results/{run}.json: train the run first") from missing
-    if record.get("tta"):
-        raise ModelError(f"{run} is a TTA evaluation; name the run it evaluates")
-    model = run_model_path(run)
-    if model is None:
-        raise ModelError(f"{models_dir() / f'{run}.keras'} is missing: rerun `{record['command']}`")
-    return record, model
+    """``$FER_MODEL`` if set, else ``models/default.keras`` (in ``$FER_MODELS`` if set)."""
+    return Path(os.environ.get("FER_MODEL") or models_dir() / DEFAULT_MODEL)
 
 
 def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
@@ -66,21 +36,22 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     current default's run may compete without its own model file.
     Both folders are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
     public, files = {}, {}
-    for run in runs:
-        record, model = trained_run(run)
+    for name in runs:
+        run, model = trained_run(name)
         if model.stat().st_size > max_megabytes * 2**20:
             log.warning(
                 "%s is over %g MB (the default is committed): left out", model, max_megabytes
             )
             continue
-        public[run], files[run] = record["metrics"]["PublicTest"]["accuracy"], model
+        public[name], files[name] = run.metrics["PublicTest"]["accuracy"], model
     if not public:
         raise ModelError(f"none of {', '.join(runs)} has a model of at most {max_megabytes:g} MB")
     best = max(public, key=public.get)
     if files[best] != models_dir() / DEFAULT_MODEL:
-        shutil.copyfile(files[best], models_dir() / DEFAULT_MODEL)
+        with atomic_path(models_dir() / DEFAULT_MODEL) as temp:
+            shutil.copyfile(files[best], temp)
     choice = {"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public}
-    (models_dir() / "default.json").write_text(json.dumps(choice, indent=2) + "\n")
+    atomic_write_text(models_dir() / "default.json", json.dumps(choice, indent=2) + "\n")
     return best
 
 
@@ -93,7 +64,7 @@ class Classifier:
     run: Callable[[np.ndarray], np.ndarray]
 
     def __call__(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        faces = np.asarray(faces, np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
+        faces = as_batch(faces)
         if len(faces) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         parts = [self.run(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]

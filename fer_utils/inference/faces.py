@@ -15,6 +15,7 @@ DETECTORS = ("haar", "mtcnn", "none")
 DETECT_MAX_SIDE = 1280  # detection runs on a copy no larger than this; boxes map back
 HAAR_WINDOW = 24  # pixels: the detection window of OpenCV's default frontal-face cascade
 HAAR_STEP = 1.2  # ratio between successive face sizes the cascade searches
+MTCNN_WINDOW = 12  # pixels: the smallest face MTCNN's first stage (P-Net) looks at
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,13 @@ Detector = Callable[[np.ndarray], list[Face]]  # BGR uint8 image → faces
 
 
 def _downscaled(image: np.ndarray, limit: float = 1.0) -> tuple[np.ndarray, float]:
-    """``image`` shrunk to at most :data:`DETECT_MAX_SIDE` pixels and by at least ``limit``."""
+    """``image`` shrunk to at most :data:`DETECT_MAX_SIDE` pixels and by at least ``limit``;
+    never below one pixel a side (a 20000×1 strip stays 1 pixel high)."""
     scale = min(1.0, limit, DETECT_MAX_SIDE / max(image.shape[:2]))
     if scale == 1.0:
         return image, 1.0
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+    size = tuple(max(1, round(n * scale)) for n in image.shape[1::-1])  # (width, height)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
 def _rescaled(faces: list[Face], scale: float) -> list[Face]:
@@ -55,8 +58,10 @@ def haar_detector(min_face: int = 30, step: float = HAAR_STEP) -> Detector:
 
     def detect(image: np.ndarray) -> list[Face]:
         small, scale = _downscaled(image, limit=HAAR_WINDOW / min_face)
-        grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         smallest = max(HAAR_WINDOW, round(min_face * scale))
+        if min(small.shape[:2]) < smallest:  # too small or thin to hold a face
+            return []
+        grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         boxes, _, weights = cascade.detectMultiScale3(
             grey, scaleFactor=step, minNeighbors=5, minSize=(smallest, smallest),
             outputRejectLevels=True,
@@ -75,6 +80,8 @@ def mtcnn_detector(min_face: int = 30, min_confidence: float = 0.9) -> Detector:
 
     def detect(image: np.ndarray) -> list[Face]:
         small, scale = _downscaled(image)
+        if min(small.shape[:2]) < max(MTCNN_WINDOW, min_face * scale):  # too small or thin
+            return []
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         # (its min_face_size argument breaks detection in mtcnn 1.0.0: filter sizes afterwards)
         faces = [

@@ -3,17 +3,21 @@ any common bit depth and channel layout, each problem reported per file."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from fer_utils.errors import FerError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+MAX_PIXELS = 100_000_000  # larger images are refused from their header, before decoding
+_PIL_LIMIT = threading.Lock()  # guards the moment PIL's own size limit is lifted
 
 
 class MediaError(FerError):
@@ -23,7 +27,8 @@ class MediaError(FerError):
 @dataclass(frozen=True)
 class Source:
     """One thing to predict on: ``kind`` is image, video or webcam; ``problem`` is set when it
-    cannot be used (missing, unsupported), so it is reported instead of stopping the batch."""
+    cannot be used (missing, unsupported), so it is reported instead of stopping the batch.
+    ``kind`` skipped is a file in a folder that is not an image or video (its row says so)."""
 
     name: str
     kind: str
@@ -31,25 +36,51 @@ class Source:
 
 
 def expand_sources(inputs: list[str]) -> list[Source]:
-    """Files as given, folders expanded recursively (images and videos, sorted), an integer
-    that is not a file as a webcam index."""
+    """Files as given, folders expanded recursively (sorted; a file that is not an image or
+    video is ``skipped``, hidden files are left out), an integer that is not a file as a
+    webcam index. A path that cannot even be looked at becomes a source with its problem."""
     sources: list[Source] = []
     for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )
-            if not found:
-                sources.append(Source(item, "folder", "folder holds no images or videos"))
-            sources.extend(_file_source(p) for p in found)
-        elif path.is_file():
-            sources.append(_file_source(path))
-        elif item.isdigit():
-            sources.append(Source(item, "webcam"))
-        else:
-            sources.append(Source(item, "missing", "no such file or folder"))
+        try:
+            sources.extend(_expand(item))
+        except (OSError, ValueError) as error:  # no permission to look; a NUL in the name
+            reason = getattr(error, "strerror", None) or error
+            sources.append(Source(item, "unreadable", f"cannot read it: {reason}"))
     return sources
+
+
+def _expand(item: str) -> list[Source]:
+    path = Path(item)
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if _is_media(p) or _is_plain_file(p))
+        sources = [_file_source(p) if _is_media(p) else _skipped(p) for p in found]
+        if all(source.kind == "skipped" for source in sources):
+            return [Source(item, "folder", "folder holds no images or videos"), *sources]
+        return sources
+    if path.is_file():
+        return [_file_source(path)]
+    if item.isdigit():
+        return [Source(item, "webcam")]
+    return [Source(item, "missing", "no such file or folder")]
+
+
+def _is_media(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
+def _is_plain_file(path: Path) -> bool:
+    return not path.name.startswith(".") and path.is_file()
+
+
+def _supported() -> str:
+    return ", ".join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+
+
+def _skipped(path: Path) -> Source:
+    what = f"file type {path.suffix.lower()!r}" if path.suffix else "a file without a suffix"
+    return Source(
+        str(path), "skipped", f"not an image or video: {what} (supported: {_supported()})"
+    )
 
 
 def _file_source(path: Path) -> Source:
@@ -58,9 +89,8 @@ def _file_source(path: Path) -> Source:
         return Source(str(path), "image")
     if suffix in VIDEO_SUFFIXES:
         return Source(str(path), "video")
-    known = ", ".join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))
     return Source(
-        str(path), "unsupported", f"unsupported file type {suffix!r} (supported: {known})"
+        str(path), "unsupported", f"unsupported file type {suffix!r} (supported: {_supported()})"
     )
 
 
@@ -82,14 +112,44 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def header_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the image file's header alone (PIL reads no pixels here), or
+    None where PIL does not know the format or cannot parse the header (OpenCV decides)."""
+    with _PIL_LIMIT:
+        # PIL refuses images above ~179 megapixels before telling their size: lift its limit
+        # for this look at the header; :data:`MAX_PIXELS` is the limit that applies.
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except Exception:  # not a format PIL knows, or a damaged header
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_pixels(path: str | Path, limit: int = MAX_PIXELS) -> None:
+    """Raise :class:`MediaError` if the image's header says it has more than ``limit`` pixels:
+    decoding it would take gigabytes (a 1 MB PNG can hold 30000×30000 pixels)."""
+    size = header_size(path)
+    if size and size[0] * size[1] > limit:
+        width, height = size
+        raise MediaError(
+            f"image is {width}×{height} = {width * height / 1e6:.0f} megapixels, above the limit"
+            f" of {limit / 1e6:.0f} megapixels; resize it first"
+        )
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` as BGR uint8, or raise :class:`MediaError` saying why it cannot be."""
+    """Decode ``path`` as BGR uint8, or raise :class:`MediaError` saying why it cannot be
+    (also for more than :data:`MAX_PIXELS` pixels, checked before decoding)."""
     try:  # (cv2.imread cannot tell "corrupt" from "missing" or "not allowed")
         data = np.fromfile(path, np.uint8)
     except OSError as error:
         raise MediaError(f"cannot read the file: {error.strerror or error}") from error
     if data.size == 0:
         raise MediaError("the file is empty")
+    check_pixels(path)
     try:
         # Any depth and colour (16-bit and grey stay as they are) but not IMREAD_UNCHANGED,
         # which would ignore the EXIF orientation that phones write instead of turning pixels.

@@ -1,10 +1,12 @@
 """The prediction pipeline: sources → frames → faces → crops → probabilities → one row per face.
 
-A file that cannot be used, or a frame without a face, becomes a row with its status instead
-of stopping the batch; the caller decides how to write the rows (:func:`write_rows`)."""
+Whatever happens to one input (unreadable, not an image, no face, any exception while working
+on it) becomes a row with its status instead of stopping the batch; the caller decides how to
+write the rows (:func:`write_rows`, :func:`output_lock`)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -19,10 +21,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fer_utils.config import EMOTIONS
+from fer_utils.errors import FerError, UsageError
+from fer_utils.files import writable_folder
 from fer_utils.inference.classifier import Classifier
 from fer_utils.inference.faces import HAAR_STEP, Face, crop_faces, make_detector
 from fer_utils.inference.media import (
-    MediaError,
     Source,
     expand_sources,
     frame_count,
@@ -30,11 +33,33 @@ from fer_utils.inference.media import (
     frames,
 )
 
+try:
+    import fcntl
+except ImportError:  # Windows: --out is written atomically but not locked
+    fcntl = None
+
 log = logging.getLogger(__name__)
+STATUSES = ("ok", "no_face", "error", "skipped")  # every row has one of these
+ANNOTATE_FAILED = "annotated copy not written"  # in the message of the rows it concerns
+NOT_ANNOTATED = "not_annotated"  # write_rows' count of sources whose annotated copy failed
 COLUMNS = [
     "source", "frame", "face", "status", "x", "y", "w", "h", "detector_score", "label",
     "confidence", *(f"p_{e}" for e in EMOTIONS), "message",
 ]  # fmt: skip
+
+
+def one_line(error: BaseException) -> str:
+    """What went wrong with one input, in one line (no traceback)."""
+    if isinstance(error, FerError):
+        text = str(error)
+    elif isinstance(error, MemoryError):
+        text = "not enough memory to process it"
+    elif isinstance(error, cv2.error):
+        text = f"OpenCV failed in {error.func or 'a function'}: {error.err or error}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    text = " ".join(text.split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _status_row(source: Source, status: str, frame: int = 0, message: str = "") -> dict:
@@ -73,10 +98,11 @@ def draw(image: np.ndarray, faces: list[Face], probs: np.ndarray) -> np.ndarray:
 class _Annotator:
     """Writes annotated copies: ``<stem>.annotated.jpg`` for images, ``.mp4`` for videos (at
     the rate of the frames kept); ``<stem>-2.annotated…`` when an earlier source of the same
-    batch had that name (``a/img.jpg`` and ``b/img.jpg``), recorded in ``taken``."""
+    batch had that name (``a/img.jpg`` and ``b/img.jpg``), recorded in ``taken``. A copy that
+    cannot be written is reported (warning, and the message of the frame's rows), not raised."""
 
     def __init__(self, folder: Path, source: Source, every: int, taken: set[Path]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        self.source, self.problem = source.name, None
         stem = "webcam" + source.name if source.kind == "webcam" else Path(source.name).stem
         self.is_image = source.kind == "image"
         suffix = f"annotated.{'jpg' if self.is_image else 'mp4'}"
@@ -88,15 +114,36 @@ class _Annotator:
         taken.add(self.path)
         self.fps, self.video = frame_rate(source, every), None
 
-    def add(self, image: np.ndarray) -> None:
+    def add(self, image: np.ndarray) -> str | None:
+        """Write ``image`` (the next frame); the first time that fails, the message saying so
+        (a video whose writer failed is not tried again), else None."""
+        if self.problem:
+            return None
+        try:
+            reason = self._write(image)
+        except Exception as error:  # e.g. cv2.error for an image too large for JPEG
+            reason = one_line(error)
+        if reason:
+            self.problem = f"{ANNOTATE_FAILED}: {self.path} ({reason})"
+            log.warning("%s: %s", self.source, self.problem)
+        return self.problem
+
+    def _write(self, image: np.ndarray) -> str | None:
+        """None once written, else why it was not."""
+        if self.is_image or self.video is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.is_image:
-            cv2.imwrite(str(self.path), image)
-            return
+            if cv2.imwrite(str(self.path), image):
+                return None
+            return "OpenCV could not write it: folder not writable, disk full or image too large"
         if self.video is None:
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
             size = (image.shape[1], image.shape[0])
             self.video = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+            if not self.video.isOpened():
+                return "OpenCV could not open a video writer (no mp4v encoder, or not writable)"
         self.video.write(image)
+        return None
 
     def close(self) -> None:
         if self.video is not None:
@@ -111,20 +158,30 @@ def _predict_source(source: Source, classifier: Classifier, detect, margin: floa
         total=frame_count(source, every), unit="frame", desc=Path(source.name).name,
         disable=source.kind == "image", leave=False,
     )  # fmt: skip
+    seen = faceless = 0
     try:
         for index, image in frames(source, every, max_frames):
             faces = sorted(detect(image), key=lambda f: (f.x, f.y))  # left to right
             probs = classifier(crop_faces(image, faces, margin)) if faces else np.zeros((0, 7))
-            if annotator:
-                annotator.add(draw(image, faces, probs))
+            problem = annotator.add(draw(image, faces, probs)) if annotator else None
             progress.update()
-            if not faces:
-                yield _status_row(source, "no_face", index, "no face found")
-            yield from _face_rows(source, index, faces, probs)
+            seen += 1
+            if faces:
+                rows = _face_rows(source, index, faces, probs)
+            else:
+                faceless += 1
+                rows = [_status_row(source, "no_face", index, "no face found")]
+            if problem:
+                for row in rows:
+                    row["message"] = "; ".join(filter(None, (row["message"], problem)))
+            yield from rows
     finally:
         progress.close()
         if annotator:
             annotator.close()
+    if faceless:
+        frames_note = "" if source.kind == "image" else f" in {faceless} of {seen} frames"
+        log.warning("%s: no face found%s", source.name, frames_note)
 
 
 def predict_sources(
@@ -141,13 +198,19 @@ def predict_sources(
 ) -> Iterator[dict]:
     """Rows (see :data:`COLUMNS`) for every face in ``inputs``: image files, folders (recursive),
     videos (every ``every``-th frame) and webcam indices. Status ``ok`` per face, ``no_face`` for
-    a frame without one, ``error`` (with the reason) for a file that cannot be read."""
+    a frame without one, ``error`` (with the reason, also logged) for an input that cannot be
+    used or on which anything failed, ``skipped`` for a file in a folder that is not an image or
+    video. Every input gets at least one row; only KeyboardInterrupt and the like stop it."""
     detect = make_detector(detector, min_face, step)
     margin = 0.0 if detector == "none" else margin  # the image is the crop: take it as it is
     sources = expand_sources(inputs)
     annotate = Path(annotate) if annotate else None
     taken: set[Path] = set()  # annotated files written so far
     for source in tqdm(sources, unit="file", disable=not progress or len(sources) < 2):
+        if source.kind == "skipped":
+            log.info("%s: skipped, %s", source.name, source.problem)
+            yield _status_row(source, "skipped", message=source.problem or "")
+            continue
         if source.problem:
             log.warning("%s: %s", source.name, source.problem)
             yield _status_row(source, "error", message=source.problem)
@@ -156,21 +219,60 @@ def predict_sources(
             yield from _predict_source(
                 source, classifier, detect, margin, every, max_frames, annotate, taken
             )
-        except MediaError as error:
-            log.warning("%s: %s", source.name, error)
-            yield _status_row(source, "error", message=str(error))
+        except Exception as error:  # whatever it is, it is this input's row: the batch goes on
+            message = one_line(error)
+            log.warning("%s: %s", source.name, message)
+            if not isinstance(error, FerError):
+                log.debug("%s: the traceback", source.name, exc_info=True)
+            yield _status_row(source, "error", message=message)
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path, what: str = "--out") -> Iterator[Path]:
+    """Check that ``path`` can be written (its folder exists and is writable) and hold an
+    exclusive lock on ``<path>.lock`` beside it while the block runs: a second writer of the
+    same file fails at once with a :class:`UsageError` instead of replacing the first one's
+    rows. The lock file stays (removing it would let two writers lock two different files)."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise UsageError(f"{what} {target} is a folder: give a file name, e.g. "
+                         f"{target / 'faces.csv'}")  # fmt: skip
+    if not folder.is_dir():
+        state = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"the folder of {what} {target} {state}: create the folder or choose "
+                         f"another {what}")  # fmt: skip
+    writable_folder(folder, what)
+    lock = target.with_name(target.name + ".lock")
+    try:
+        handle = open(lock, "a")  # noqa: SIM115 (closed by the with block below)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UsageError(f"cannot create {lock} ({reason}): choose another {what}") from None
+    with handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"another predict is writing {target}; wait for it or choose "
+                                 f"another {what}") from None  # fmt: skip
+        yield target
 
 
 def write_rows(rows: Iterable[dict], out: TextIO = sys.stdout, fmt: str = "csv") -> dict:
     """Write ``rows`` as ``csv`` or ``jsonl`` (streamed, one line per row) or ``json`` (one
-    array); returns how many rows had each status."""
+    array); returns how many rows had each status and, under :data:`NOT_ANNOTATED` (when
+    any), how many sources' annotated copies could not be written."""
     counts: dict[str, int] = {}
+    not_annotated: set[str] = set()
     collected = []
     writer = csv.DictWriter(out, COLUMNS, extrasaction="ignore") if fmt == "csv" else None
     if writer:
         writer.writeheader()
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
+        if ANNOTATE_FAILED in (row.get("message") or ""):
+            not_annotated.add(row["source"])
         if writer:
             writer.writerow(row)
         elif fmt == "jsonl":
@@ -181,4 +283,6 @@ def write_rows(rows: Iterable[dict], out: TextIO = sys.stdout, fmt: str = "csv")
     if fmt == "json":
         json.dump(collected, out, indent=1)
         out.write("\n")
+    if not_annotated:
+        counts[NOT_ANNOTATED] = len(not_annotated)
     return counts

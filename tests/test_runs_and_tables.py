@@ -1,0 +1,214 @@
+"""The run store and the README tables: a record and its predictions written together, metrics,
+the results table and the comparison with published results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_utils import ensemble
+from fer_utils.cli import main
+from fer_utils.errors import UsageError
+from fer_utils.evaluation import metrics
+from fer_utils.runs import Run, all_runs, read_predictions, read_run, record_path, write_run
+from fer_utils.tables import (
+    COMPARISON_END,
+    COMPARISON_START,
+    TABLE_END,
+    TABLE_START,
+    published_comparison,
+    runs_frame,
+    update_readme,
+)
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    predicted = np.array([0, 1, 1, 1, 0, 2])
+    result = metrics(labels, np.eye(7)[predicted])
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    # F1 per present class: 0 -> 0.5, 1 -> 2/3, 2 -> 1; absent classes 3..6 -> 0 (macro over 7).
+    assert result["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 1) / 7)
+    assert result["n"] == 6
+
+
+def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FER_RESULTS", str(tmp_path))
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 40)
+    good = np.eye(7)[labels] * 0.9 + 0.1 / 7
+    bad = np.full((40, 7), 1 / 7)
+    bad[:, 3] += 0.01
+    for name, probs, profile in (
+        ("weak", bad, "cpu"),
+        ("strong", good, "cpu"),
+        ("smoke", good, "quick"),
+    ):
+        splits = {"PublicTest": (labels, probs), "PrivateTest": (labels, probs)}
+        command = f"python -m fer_utils train --run {name}"
+        written = write_run(name, "trained", "cnn", command, profile, "abc", 12.0, splits)
+    record = json.loads((tmp_path / "strong.json").read_text())
+    strong = read_run("strong")
+    assert strong.to_json() == record and strong == Run.from_json(record)
+    assert written == read_run("smoke")  # write_run returns the record it wrote
+    assert {f.name for f in dataclasses.fields(Run)} - {"details"} <= set(record)
+    assert strong.kind == "trained" and strong.tta is strong.trained_by is None
+    assert strong.details == {} and strong.trainer == "strong"
+    with pytest.raises(FileNotFoundError, match="train or evaluate run 'absent'"):
+        read_run("absent")
+    assert strong.metrics["PrivateTest"]["accuracy"] == 1.0
+    stored = np.load(tmp_path / "predictions" / "strong.npz")
+    assert np.allclose(stored["PrivateTest_probabilities"], good)
+    runs = runs_frame(all_runs(tmp_path))
+    assert sorted(runs.run_name) == ["smoke", "strong", "weak"]
+    assert set(runs.kind) == {"trained"} and runs.tta.isna().all()
+
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"intro\n{TABLE_START}\nold\n{TABLE_END}\n{COMPARISON_START}\n{COMPARISON_END}\noutro\n"
+    )
+    assert update_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.index("| strong |") < text.index("| weak |")  # best PrivateTest first
+    assert "| 100.00 |" in text
+    assert "smoke" not in text  # quick-profile smoke runs stay out of the README
+    assert not update_readme(readme, tmp_path)  # idempotent
+
+
+def test_comparison_chooses_runs_on_publictest_never_on_privatetest(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("FER_RESULTS", str(tmp_path))
+    labels = np.arange(100) % 7
+
+    def right(count: int) -> np.ndarray:
+        """Probabilities that get exactly the first ``count`` of 100 faces right."""
+        return np.eye(7)[np.where(np.arange(100) < count, labels, (labels + 1) % 7)]
+
+    for name, kind, model, public, private, profile, cv in (
+        ("lucky", "trained", "five_layer", 50, 90, "cpu", None),  # best on PrivateTest: not chosen
+        ("chosen", "trained", "five_layer", 80, 60, "cpu", None),
+        # a TTA evaluation of "chosen": its fields say so, whatever its name
+        ("chosen-again", "tta", "five_layer + TTA", 85, 65, "cpu", None),
+        # ensembles are fitted on PublicTest: ranked by their cross-validated score there
+        ("overfit-ens", "ensemble", "ensemble of 9", 99, 68, "cpu", 0.7),
+        ("ens", "ensemble", "ensemble of 3", 90, 70, "cpu", 0.8),
+        ("unscored-ens", "ensemble", "ensemble of 2", 95, 95, "cpu", None),  # no CV: not ranked
+        ("smoke", "trained", "five_layer", 100, 100, "quick", None),
+    ):
+        splits = {"PublicTest": (labels, right(public)), "PrivateTest": (labels, right(private))}
+        details = None if cv is None else {"cv_accuracy": cv}
+        fields = {"tta": "shifts", "trained_by": "chosen"} if kind == "tta" else {}
+        write_run(name, kind, model, "cmd", profile, "abc", 1.0, splits, details, **fields)
+    frame = runs_frame(all_runs(tmp_path))
+    again = frame.set_index("run_name").loc["chosen-again"]
+    assert (again.kind, again.tta, again.architecture) == ("tta", "shifts", "five_layer")
+    assert read_run("chosen-again").trainer == "chosen"
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in published_comparison(frame).splitlines()[2:]
+    }
+    assert rows["Stanford CS230 five-layer (seed 004)"].endswith(
+        "| 66.30 | chosen | 60.00 | chosen-again | 65.00 |"
+    )
+    assert rows["Stanford CS230 baseline (seed 004)"].endswith("| 64.00 | – | – | – | – |")
+    assert rows["BU CS523 ensemble (seed 000)"].endswith("| 68.63 | ens | 70.00 | – | – |")
+    assert "lucky" not in rows["Columbia, best of three CNNs from scratch (seed 003)"]
+    assert not any("smoke" in row for row in rows.values())
+
+
+def _write(name: str, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Record a small run ``name`` (random predictions) and return its predictions."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 7, 20)
+    probabilities = rng.dirichlet(np.ones(7), 20).astype(np.float32)
+    predictions = {"PublicTest": (labels, probabilities), "PrivateTest": (labels, probabilities)}
+    write_run(
+        name,
+        "trained",
+        "cnn",
+        f"python -m fer_utils train --run {name}",
+        "cpu",
+        "abc",
+        1.0,
+        predictions,
+    )
+    return predictions
+
+
+def _readme(path: Path) -> Path:
+    path.write_text(f"{TABLE_START}\n{TABLE_END}\n{COMPARISON_START}\n{COMPARISON_END}\n")
+    return path
+
+
+def test_truncated_record_is_an_error_that_names_the_file() -> None:
+    _write("fine")
+    _write("cut")
+    path = record_path("cut")
+    path.write_text(path.read_text()[:50])  # as a kill or a full disk could leave it
+    for read in (lambda: read_run("cut"), all_runs):
+        with pytest.raises(UsageError, match=rf"{re.escape(str(path))} .*re-run .* or delete it"):
+            read()
+    path.write_text("[1, 2]")  # valid JSON, but not a record
+    with pytest.raises(UsageError, match=f"{re.escape(str(path))} is not a run record"):
+        read_run("cut")
+    assert [run.run_name for run in all_runs()] == ["fine"]  # all_runs skips non-records
+
+
+def test_results_table_command_reports_a_truncated_record(tmp_path: Path, capsys) -> None:
+    _write("cut")
+    record_path("cut").write_text('{"run_name": "cut", "metrics": {')
+    readme = _readme(tmp_path / "README.md")
+    before = readme.read_text()
+    assert main(["results-table", "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert str(record_path("cut")) in err
+    assert readme.read_text() == before
+
+
+def test_failed_write_leaves_the_previous_files_whole(monkeypatch) -> None:
+    old = _write("run", seed=1)
+    old_record = read_run("run")
+    write_array, calls = np.lib.format.write_array, []
+
+    def fail_on_second_array(*args, **kwargs) -> None:
+        """Write one array, then fail as a full disk or a kill would."""
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        write_array(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(np.lib.format, "write_array", fail_on_second_array)
+        for name in ("run", "new"):
+            calls.clear()
+            with pytest.raises(OSError, match="No space"):
+                _write(name, seed=2)
+    stored = read_predictions("run")
+    assert all(np.array_equal(stored[s][1], old[s][1]) for s in old)
+    assert read_run("run") == old_record
+    assert not record_path("new").exists()  # no record without its predictions
+    # nothing else left behind, not even temporary files
+    assert sorted(p.name for p in record_path("run").parent.rglob("*")) == [
+        "predictions",
+        "run.json",
+        "run.npz",
+    ]
+
+
+def test_teacher_file_is_written_where_asked(tmp_path: Path, monkeypatch) -> None:
+    probabilities = np.full((3, 7), 1 / 7, np.float32)
+    monkeypatch.setattr(ensemble, "teacher_probabilities", lambda *args, **kw: probabilities)
+    train = type("Train", (), {"images": None, "source_index": np.arange(3)})()
+    path = ensemble.write_teacher(None, {}, train, tmp_path / "out" / "teacher")  # no .npz
+    with np.load(path) as stored:
+        assert np.array_equal(stored["probabilities"], probabilities)
+    assert [p.name for p in path.parent.iterdir()] == ["teacher"]
