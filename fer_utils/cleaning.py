@@ -21,8 +21,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from fer_utils.config import SPLITS, cache_dir, read_cache, write_cache
+from fer_utils.config import SPLITS, cache_dir
 from fer_utils.data import Dataset
+from fer_utils.files import read_cache, write_cache
 
 BLANK_STD = 3.0
 """An image whose pixel standard deviation is below this many grey levels is 'blank'."""

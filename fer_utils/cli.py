@@ -14,7 +14,7 @@ import numpy as np
 
 from fer_utils.config import PROFILES, get_profile, project_root
 from fer_utils.data import DataError, find_data, load_fer2013
-from fer_utils.errors import FerError, UsageError
+from fer_utils.errors import FerError, UsageError, require_choice
 from fer_utils.inference import ModelError
 from fer_utils.inference.faces import DETECTORS
 from fer_utils.settings import PretrainConfig, TrainConfig, add_config_arguments, config_from_args
@@ -313,8 +313,8 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         default="greedy",
-        choices=["greedy", "weights", "stacking", "uniform", "cv"],
-        help="cv: whichever method cross-validates best within PublicTest",
+        help="a fitting method of fer_utils.ensemble.METHODS (greedy, …), or cv: whichever "
+        "of them cross-validates best within PublicTest",
     )
     p.add_argument("--name", default="ensemble", help="run name of the ensemble's results")
     p.add_argument("--teacher-out", help="also write its Training probabilities (for --teacher)")
@@ -326,6 +326,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     from fer_utils import ensemble as ens
     from fer_utils.runs import command_line
 
+    require_choice("--method", args.method, (*ens.METHODS, "cv"))
     validation = ens.load_split(args.runs, ens.SELECTION_SPLIT)
     candidates = tuple(ens.METHODS) if args.method == "cv" else (args.method,)
     chosen, scores = ens.cross_validated(validation, candidates)

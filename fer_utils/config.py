@@ -6,20 +6,11 @@ Every notebook and command takes a ``profile`` name and reads its budgets from h
 
 from __future__ import annotations
 
-import logging
 import os
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-from zipfile import BadZipFile
 
 from fer_utils.errors import UsageError
-from fer_utils.files import atomic_path
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """The 7 FER2013 classes, in label order (label 0 is angry … 6 is neutral)."""
@@ -95,46 +86,6 @@ def cache_dir() -> Path:
     a folder that cannot be created never stops the work the cache only speeds up."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fer_utils"
     return Path(os.environ.get("FER_CACHE", default))
-
-
-CACHE_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, BadZipFile, zlib.error)
-"""What reading a truncated, corrupt or foreign cache file raises (a bad CRC is a BadZipFile)."""
-
-
-def read_cache(
-    target: Path, read: Callable[[Path], T], redo: str = "re-parsing the source"
-) -> T | None:
-    """``read(target)``, or None when there is no cache file. A file that cannot be read, or
-    whose content ``read`` rejects (by raising a ValueError), gives one warning that says
-    ``redo`` and None: the caller recomputes the content and rewrites the file."""
-    try:
-        if not target.is_file():
-            return None
-        return read(target)
-    except CACHE_READ_ERRORS as error:
-        log.warning("cache file %s is unreadable or damaged (%s); %s and rewriting it",
-                    target, str(error) or type(error).__name__, redo)  # fmt: skip
-        return None
-
-
-def write_cache(
-    target: Path, write: Callable[[Path], object], skip: str = ", or pass --no-cache (cache=False)"
-) -> bool:
-    """Create ``target``'s folder and write the file through ``write(temporary path)``,
-    renamed over ``target`` only once complete (see :func:`fer_utils.files.atomic_path`), so
-    concurrent writers and readers never see half a file. A folder that cannot be created or
-    written (read-only, no permission, full) gives one warning and False, never an error;
-    ``skip`` ends its advice with the way to do without the cache."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as temporary:
-            write(temporary)
-    except OSError as error:
-        log.warning("cache file %s not written (%s); going on without the cache. Point "
-                    "FER_CACHE at a writable folder with free space%s",
-                    target, error.strerror or error, skip)  # fmt: skip
-        return False
-    return True
 
 
 @dataclass(frozen=True)

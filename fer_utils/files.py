@@ -1,18 +1,25 @@
 """Writing files so that a kill, a full disk or a second process never leaves a torn one: the
 content goes to a uniquely named temporary file beside the target, which is then renamed over
 it (``os.replace`` is atomic on POSIX and Windows). Readers see the old file or the new one,
-never half of either."""
+never half of either. Also: the writable-folder check, and cache files that can never block
+the work they only speed up (:func:`read_cache`, :func:`write_cache`)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
+from zipfile import BadZipFile
 
 from fer_utils.errors import UsageError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -73,3 +80,43 @@ def writable_folder(path: str | os.PathLike, what: str, variable: str | None = N
         raise UsageError(f"{what} folder {folder} is not writable ({reason}): fix its "
                          f"permissions or free space{hint}") from None  # fmt: skip
     return folder
+
+
+CACHE_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, BadZipFile, zlib.error)
+"""What reading a truncated, corrupt or foreign cache file raises (a bad CRC is a BadZipFile)."""
+
+
+def read_cache(
+    target: Path, read: Callable[[Path], T], redo: str = "re-parsing the source"
+) -> T | None:
+    """``read(target)``, or None when there is no cache file. A file that cannot be read, or
+    whose content ``read`` rejects (by raising a ValueError), gives one warning that says
+    ``redo`` and None: the caller recomputes the content and rewrites the file."""
+    try:
+        if not target.is_file():
+            return None
+        return read(target)
+    except CACHE_READ_ERRORS as error:
+        log.warning("cache file %s is unreadable or damaged (%s); %s and rewriting it",
+                    target, str(error) or type(error).__name__, redo)  # fmt: skip
+        return None
+
+
+def write_cache(
+    target: Path, write: Callable[[Path], object], skip: str = ", or pass --no-cache (cache=False)"
+) -> bool:
+    """Create ``target``'s folder and write the file through ``write(temporary path)``,
+    renamed over ``target`` only once complete (see :func:`fer_utils.files.atomic_path`), so
+    concurrent writers and readers never see half a file. A folder that cannot be created or
+    written (read-only, no permission, full) gives one warning and False, never an error;
+    ``skip`` ends its advice with the way to do without the cache."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as temporary:
+            write(temporary)
+    except OSError as error:
+        log.warning("cache file %s not written (%s); going on without the cache. Point "
+                    "FER_CACHE at a writable folder with free space%s",
+                    target, error.strerror or error, skip)  # fmt: skip
+        return False
+    return True

@@ -186,7 +186,9 @@ def run(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
             "id": "screenshot",
             "action": "screenshot",
             "file": str(inputs["photo"]),
-            "path": os.environ.get("FER_WEB_SCREENSHOT") or str(dist.parent / "page.png"),
+            "path": str(dist.parent / "page.png"),
+            "width": 1100,
+            "height": 880,
         },
     ]
     plan = {
@@ -212,7 +214,18 @@ def run(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     page = {line["id"]: line for line in lines}
     assert done.returncode == 0 and "_load" in page, done.stderr[-3000:] + done.stdout[-3000:]
+    if target := os.environ.get("FER_WEB_SCREENSHOT"):  # e.g. figures/web_demo.png
+        _save_small_png(Path(page["screenshot"]["path"]), ROOT / target)
     return {"page": page, "python": {k: _rows(p) for k, p in reference.items()}, "dist": dist}
+
+
+def _save_small_png(source: Path, target: Path) -> None:
+    """The screenshot as a 256-colour PNG (a third of the size) for the README."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(target, optimize=True)
 
 
 def _probs(row: dict) -> np.ndarray:
@@ -290,6 +303,7 @@ def test_clear_messages_for_no_face_and_not_an_image(run: dict) -> None:
 def test_bars_show_the_seven_probabilities(run: dict) -> None:
     group = run["page"]["group"]
     assert group["barsShown"] == 7 * len(group["result"]["faces"]) > 7
+    assert Path(run["page"]["screenshot"]["path"]).stat().st_size > 10_000
 
 
 def test_webcam_frames_are_analysed(run: dict) -> None:

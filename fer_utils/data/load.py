@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 from isal import igzip  # ISA-L gzip: about 3× faster than the standard library's on this file
 
-from fer_utils.config import EMOTIONS, IMAGE_SIZE, SPLITS, cache_dir, read_cache, write_cache
+from fer_utils.config import EMOTIONS, IMAGE_SIZE, SPLITS, cache_dir
 from fer_utils.data.csv_format import parse_fer_csv
 from fer_utils.data.dataset import DataError, Dataset
 from fer_utils.data.ferplus import read_ferplus
 from fer_utils.data.image_folder import IMAGE_SUFFIXES, read_image_folder, regular_member
 from fer_utils.data.locate import find_data, find_ferplus
+from fer_utils.files import read_cache, write_cache
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
