@@ -17,7 +17,6 @@ or damaged on disk) is reported in one line and the one before it used.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shutil
 import time
@@ -28,7 +27,6 @@ import pandas as pd
 
 from fer_utils.files import atomic_path, atomic_write_text
 
-log = logging.getLogger(__name__)
 KEEP = 2  # weights checkpoints kept: the newest, and the one before it in case it is damaged
 _CHECKPOINT = re.compile(r"epoch-(\d+)\.weights\.h5")
 
@@ -74,11 +72,13 @@ class RunState:
         rows = self.log()
         return {column: rows[column].tolist() for column in rows}
 
-    def add_log_row(self, row: dict) -> None:
-        """Append one epoch's row to ``log.csv`` (the whole file rewritten atomically)."""
-        rows = pd.concat([self.log(), pd.DataFrame([row])], ignore_index=True)
+    def _write_log(self, rows: pd.DataFrame) -> None:
         with atomic_path(self.log_path) as temp:
             rows.to_csv(temp, index=False)
+
+    def add_log_row(self, row: dict) -> None:
+        """Append one epoch's row to ``log.csv`` (the whole file rewritten atomically)."""
+        self._write_log(pd.concat([self.log(), pd.DataFrame([row])], ignore_index=True))
 
     def best_logged(self, metric: str) -> float | None:
         """The highest ``metric`` in the log (epochs before a resume), if any."""
@@ -100,7 +100,11 @@ class RunState:
         self.state.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.state / f"epoch-{epochs_done:04d}.weights.h5") as temp:
             model.save_weights(temp)
-        for _, old in self.checkpoints()[KEEP:]:
+        self._prune(KEEP)
+
+    def _prune(self, keep: int) -> None:
+        """Delete all but the newest ``keep`` weights checkpoints."""
+        for _, old in self.checkpoints()[keep:]:
             old.unlink(missing_ok=True)
 
     def restore(self, model: keras.Model) -> int:
@@ -117,8 +121,7 @@ class RunState:
                 continue
             rows = self.log()
             if "epoch" in rows and (rows["epoch"] >= epochs_done).any():
-                with atomic_path(self.log_path) as temp:
-                    rows[rows["epoch"] < epochs_done].to_csv(temp, index=False)
+                self._write_log(rows[rows["epoch"] < epochs_done])
             print(f"resuming {self.folder.name} after epoch {epochs_done} ({path.name})")
             return epochs_done
         return 0
@@ -159,8 +162,7 @@ class RunState:
     def finish_training(self, steps: int) -> None:
         """Training is over: the stage ``trained``, with the newest weights checkpoint kept
         until the run's model and records are written (:meth:`finish_recording`)."""
-        for _, old in self.checkpoints()[1:]:
-            old.unlink(missing_ok=True)
+        self._prune(1)
         epochs, seconds = self.totals()
         self.set_stage("trained", epochs=epochs, seconds=round(seconds, 1), steps=steps)
 

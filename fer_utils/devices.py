@@ -48,20 +48,6 @@ def cluster_workers() -> int:
     return len(config.get("cluster", {}).get("worker", []))
 
 
-def is_chief() -> bool:
-    """Whether this process writes the run's files: always, except on a cluster's non-chief
-    workers (``TF_CONFIG``'s task is a worker other than worker 0 where there is a chief or
-    worker 0 is the chief). Every worker trains; one writes."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    if not task:
-        return True
-    if task.get("type") == "chief":
-        return True
-    has_chief = bool(config.get("cluster", {}).get("chief"))
-    return task.get("type") == "worker" and task.get("index", 0) == 0 and not has_chief
-
-
 def choose_strategy() -> tf.distribute.Strategy:
     """The strategy for this machine: a cluster's (``TF_CONFIG`` with several workers), a TPU's,
     several local GPUs mirrored, else TensorFlow's default single-replica strategy."""

@@ -101,7 +101,7 @@ def run_experiment(
         "train_rows": len(train_set),
         "cleaning_removed": removed,
         "parameters": int(result.model.count_params()),
-        "placement": dataclasses.asdict(result.placement) if result.placement else None,
+        "placement": dataclasses.asdict(result.placement),
     }
     model_file = os.path.relpath(saved, project_root())
     records, probabilities = {}, {}

@@ -122,8 +122,7 @@ def upgrade(record: dict) -> dict:
     name, tta = record["run_name"], record.get("tta")
     if tta is True or isinstance(tta, str):
         tta = "shifts" if tta is True else tta
-        suffix = "-tta" if tta == "shifts" else f"-tta-{tta}"
-        kind, trained_by = "tta", name.removesuffix(suffix)
+        kind, trained_by = "tta", name.removesuffix(tta_run_name("", tta))
     else:
         tta, trained_by = None, None
         kind = "ensemble" if "members" in record else "trained"

@@ -102,8 +102,7 @@ def augmenter(kind: str, seed: int = 0) -> keras.Sequential | None:
     zoom and shift and random erasing (Khaireddin & Chen's VGG recipe); ``lighting`` = basic
     + random brightness (±40 %) and contrast (±50 %); ``mixup`` is basic here, mixing is applied to
     (image, target) pairs by :func:`make_dataset`; ``none`` = nothing."""
-    if kind not in AUGMENTATIONS:
-        raise UsageError(f"augmentation must be one of {AUGMENTATIONS}, not {kind!r}")
+    require_choice("augmentation", kind, AUGMENTATIONS)
     if kind == "none":
         return None
     if kind == "light":
@@ -200,9 +199,10 @@ def _optimizer(
 ) -> keras.optimizers.Optimizer:
     """The optimizer, its learning rate scaled linearly with the number of replicas (Goyal et
     al., 2017): ``replicas`` times the batch takes ``replicas`` times the step."""
-    rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate * replicas
+    peak = config.learning_rate * replicas
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = peak
     if config.schedule == "cosine":
-        rate = warmup_cosine(config.learning_rate * replicas, config.epochs, steps_per_epoch)
+        rate = warmup_cosine(peak, config.epochs, steps_per_epoch)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(
             rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
@@ -285,7 +285,7 @@ class TrainResult:
     seconds: float
     epochs_run: int
     optimizer_steps: int
-    placement: Placement | None = None  # where it trained (set by train)
+    placement: Placement  # where it trained
 
 
 def train(
@@ -363,19 +363,10 @@ def train(
     steps_done = int(model.optimizer.iterations.numpy())
     run.finish_training(steps_done)
     placement = describe(strategy, policy, model.jit_compile)
-    return dataclasses.replace(trained_result(run, model), placement=placement)
-
-
-def trained_result(run: RunState, model: keras.Model | None = None) -> TrainResult:
-    """The result of a run whose training is over: the best model of all its epochs
-    (``best.keras``; ``model`` where there is none), the log and the totals across resumes."""
-    if run.best_path.is_file():
+    if run.best_path.is_file():  # the best epoch of the whole run, those before a resume too
         model = keras.saving.load_model(run.best_path, safe_mode=True)
-    elif model is None:
-        raise FileNotFoundError(f"{run.best_path} is missing: train the run again")
     epochs, seconds = run.totals()
-    steps = int(run.progress().get("steps", 0))
-    return TrainResult(model, run.history(), seconds, epochs, steps)
+    return TrainResult(model, run.history(), seconds, epochs, steps_done, placement)
 
 
 def stopping_starts(config: TrainConfig) -> int:
