@@ -8,7 +8,8 @@
 #                                      (else each notebook's own: that of its committed runs)
 #   ./run_all.sh --tests               set up .venv, then ruff and pytest (extra args go to pytest)
 #
-# Executed copies go to outputs/<profile>/; the committed notebooks are never overwritten.
+# Executed copies go to outputs/<profile>/; a cpu-profile copy that ran to the end also to
+# notebooks/executed/ (committed: what GitHub shows). The editable notebooks stay unexecuted.
 # Without data it runs the quick profile on the bundled sample (data/sample/) and says so.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -73,7 +74,9 @@ if [[ -z "$data" ]] && ! python -c "from fer_utils.data import find_data; find_d
 EOF
 fi
 profile="${profile:-quick}"
-[[ -n "$data" ]] && data="$(realpath "$data")"
+# The notebooks find the data through $FER2013_PATH (their data_path stays None), so that an
+# executed copy holds no path of the machine that ran it.
+[[ -n "$data" ]] && export FER2013_PATH="$(realpath "$data")"
 
 # --- notebooks ------------------------------------------------------------------------------
 out="outputs/$profile"
@@ -83,6 +86,7 @@ mkdir -p "$out"
 if [[ "$profile" == quick ]]; then
   export FER_FIGURES="${FER_FIGURES:-$PWD/figures/quick}" FER_RESULTS="${FER_RESULTS:-$PWD/results/quick}"
   export FER_MODELS="${FER_MODELS:-$PWD/models/quick}" FER_CHECKPOINTS="${FER_CHECKPOINTS:-$PWD/checkpoints/quick}"
+  export FER_MODEL="${FER_MODEL:-$PWD/models/default.keras}"  # 06/07 explain the shipped model
 fi
 ran=0 timings=()
 for notebook in notebooks/[0-9][0-9]_*.ipynb; do
@@ -95,11 +99,13 @@ for notebook in notebooks/[0-9][0-9]_*.ipynb; do
   echo "== $name (profile $profile, seed ${seed:-of the notebook}) =="
   params=(-p profile "$profile")
   [[ -n "$seed" ]] && params+=(-p seed "$seed")
-  [[ -n "$data" ]] && params+=(-p data_path "$data")
   started=$SECONDS
   if ! papermill "$notebook" "$out/$name" "${params[@]}" --cwd notebooks -k python3 --progress-bar; then
     echo "FAILED: $name — the executed copy with the error is $out/$name" >&2
     exit 1
+  fi
+  if [[ "$profile" == cpu ]]; then  # only a finished run replaces the committed copy
+    mkdir -p notebooks/executed && cp "$out/$name" "notebooks/executed/$name"
   fi
   took=$((SECONDS - started))
   timings+=("$(printf '%4d min %02d s  %s' $((took / 60)) $((took % 60)) "$name")")

@@ -12,7 +12,14 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import warnings
+
+from fer_utils import tf_quiet
 from fer_utils.config import EMOTIONS, SPLITS
+
+tf_quiet.install()  # TensorFlow's start-up log lines off stderr when it is imported
+# lime and tf-keras-vis import tqdm.auto, which warns in a Jupyter kernel without ipywidgets
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 __version__ = "0.1.0"
 __all__ = ["EMOTIONS", "SPLITS", "__version__"]

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fer_utils.config import SPLITS, cache_dir
 from fer_utils.data import Dataset
@@ -76,7 +76,11 @@ def perceptual_hashes(images: np.ndarray, progress: bool = True) -> np.ndarray:
         (
             int(str(imagehash.phash(Image.fromarray(face))), 16)
             for face in tqdm(
-                images, desc="perceptual hashes", disable=not progress, leave=False, mininterval=2
+                images,
+                desc="perceptual hashes",
+                disable=None if progress else True,
+                leave=False,
+                mininterval=2,  # None: shown in a terminal, not in a notebook
             )
         ),
         dtype=np.uint64,

@@ -17,6 +17,7 @@ from fer_utils.data import DataError, find_data, load_fer2013
 from fer_utils.errors import FerError, UsageError, require_choice
 from fer_utils.inference import ModelError
 from fer_utils.inference.faces import DETECTORS
+from fer_utils.inference.predict import TTA_CHOICES
 from fer_utils.settings import PretrainConfig, TrainConfig, add_config_arguments, config_from_args
 from fer_utils.tta import TTA_SETS
 
@@ -350,6 +351,11 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
         print(f"teacher targets for {len(train)} Training faces: {path}")
 
 
+def _views_per_set() -> str:
+    """``shifts: 10 views, …``: how many views each TTA set classifies per face."""
+    return ", ".join(f"{name}: {len(tta)} views" for name, tta in TTA_SETS.items())
+
+
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "paths",
@@ -358,7 +364,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         help="image, folder (recursive), video, or webcam index (0, 1, ...)",
     )
     p.add_argument(
-        "--model", help="a .keras / .onnx / .tflite model (default: models/default.keras)"
+        "--model",
+        help="a .keras / .onnx / .tflite model (default: models/default.keras); an .onnx "
+        "model (python -m fer_utils export) starts fastest: TensorFlow is not imported",
     )
     p.add_argument(
         "--detector",
@@ -366,7 +374,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         choices=DETECTORS,
         help="haar: fast; mtcnn: finds more faces; none: the inputs are face crops",
     )
-    p.add_argument("--margin", type=float, default=0.15, help="crop margin, fraction of the box")
+    p.add_argument(
+        "--margin", type=float, default=None,
+        help="crop the box's square widened by this fraction on each side (default: the "
+        "detector's crop geometry measured on FER2013, faces.CROP_GEOMETRY)",
+    )  # fmt: skip
     p.add_argument(
         "--min-face", type=positive_int, default=30, help="smallest face to detect, pixels"
     )
@@ -375,6 +387,26 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         type=above_one,
         default=1.2,
         help="haar: ratio between face sizes searched (1.3: faster, may miss some faces)",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        metavar="SCORE",
+        help="leave out faces whose detector score (the detector_score column) is below SCORE",
+    )
+    p.add_argument(
+        "--largest",
+        action="store_true",
+        help="keep only the largest face of each image or frame",
+    )
+    p.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        help="test-time augmentation: the probabilities are averaged over these views of each "
+        f"face crop ({_views_per_set()}; fer_utils/tta.py). Default: "
+        "shifts on images (the default model's record gains on PublicTest with it: "
+        "results/five_layer-cpu-70-tta.json), none on videos and webcams (every view adds to "
+        "the time per frame; benchmarks/bench_inference.py prints the cost per face)",
     )
     p.add_argument("--every", type=positive_int, default=1, help="videos: use every N-th frame")
     p.add_argument(
@@ -417,6 +449,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
             args.every,
             args.max_frames,
             args.annotate,
+            tta=args.tta,
+            min_score=args.min_score,
+            largest=args.largest,
         )
         if not args.out:
             counts = write_rows(rows, sys.stdout, args.format)
@@ -447,24 +482,121 @@ def _test_faces(data: str | None) -> np.ndarray:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="a .keras model (default: models/default.keras or $FER_MODEL)")
-    p.add_argument("--format", default="onnx", choices=["onnx", "litert"])
+    p.add_argument(
+        "--format",
+        choices=["onnx", "litert"],
+        help="default: onnx; with --ensemble, none: the ensemble's .keras model only",
+    )
+    p.add_argument(
+        "--ensemble",
+        metavar="RECORD",
+        help="build the ensemble record results/RECORD.json into one model, models/RECORD.keras "
+        "(its members' models are needed), checked against the record's PublicTest "
+        "probabilities; with --format also exported",
+    )
     p.add_argument("--out", help="default: the model's name with .onnx / .tflite")
     p.add_argument("--data", help="FER2013 for the check (default: $FER2013_PATH, data/, sample)")
 
 
-@command("export", "export a .keras model to ONNX or TFLite and check it", _export_args)
-def cmd_export(args: argparse.Namespace) -> None:
-    from fer_utils.inference import load_classifier
+def _export_checked(keras_model, out: str | None, fmt: str, data: str | None) -> None:
+    """Export ``keras_model`` (a Classifier) as ``fmt`` and check it on PrivateTest faces."""
     from fer_utils.inference.export import export_model, max_difference
 
-    keras_model = load_classifier(args.model)
-    out = export_model(keras_model.path, args.out, args.format)
-    print(f"{args.format}: {out} ({out.stat().st_size / 1e6:.2f} MB)")
-    faces = _test_faces(args.data)
+    out = export_model(keras_model.path, out, fmt)
+    print(f"{fmt}: {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    faces = _test_faces(data)
     difference = max_difference(keras_model, out, faces)
     print(f"largest |difference| from Keras on {len(faces)} PrivateTest faces: {difference:.2e}")
     if difference > 1e-4:
         raise ModelError(f"{out} differs from the Keras model by {difference:.2e} (> 1e-4)")
+
+
+def _export_ensemble(args: argparse.Namespace) -> None:
+    """``export --ensemble RECORD``: build, report size, check against the record, export."""
+    from fer_utils.ensemble import STALE
+    from fer_utils.inference import load_classifier
+    from fer_utils.inference.export import check_ensemble, export_ensemble, record_faces
+
+    path = export_ensemble(args.ensemble, None if args.format else args.out)
+    print(f"{args.ensemble}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    model = load_classifier(path)
+    faces = None
+    if args.data or has_data():
+        faces = record_faces(args.ensemble, load_fer2013(args.data))
+    if faces is None:
+        print(
+            f"not checked against results/predictions/{args.ensemble}.npz: no FER2013 data "
+            "with its PublicTest faces (--data, $FER2013_PATH, data/)",
+            file=sys.stderr,
+        )
+    else:
+        difference, speed = check_ensemble(model, args.ensemble, faces)
+        print(
+            f"{len(faces)} PublicTest faces at {speed:.0f} faces/s; largest |difference| from "
+            f"the record's probabilities: {difference:.2e} (tolerance {STALE:g})"
+        )
+    if args.format:
+        _export_checked(model, args.out, args.format, args.data)
+
+
+@command(
+    "export", "export a .keras model or an ensemble to ONNX or TFLite and check it", _export_args
+)
+def cmd_export(args: argparse.Namespace) -> None:
+    import fer_utils.inference.export  # noqa: F401  (registers the ensemble and temperature layers)
+    from fer_utils.inference import load_classifier
+
+    if args.ensemble:
+        if args.model:
+            raise UsageError("--model and --ensemble: give one of them")
+        _export_ensemble(args)
+        return
+    _export_checked(load_classifier(args.model), args.out, args.format or "onnx", args.data)
+
+
+def _calibrate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="a .keras model (default: models/default.keras or $FER_MODEL)")
+    p.add_argument(
+        "--out",
+        help="the calibrated model (default: <model>-calibrated.keras beside it; the model's "
+        "own path replaces it)",
+    )
+    _add_data_args(p)
+
+
+@command(
+    "calibrate",
+    "temperature-scale a model's confidence, fitted on PublicTest; ECE before and after",
+    _calibrate_args,
+)
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    import fer_utils.inference.export  # noqa: F401  (registers the ensemble layers)
+    from fer_utils.calibration import calibrate_and_record, default_out
+    from fer_utils.config import models_dir
+    from fer_utils.files import writable_folder
+    from fer_utils.inference import load_classifier
+    from fer_utils.runs import DEFAULT_MODEL, command_line
+
+    model = load_classifier(args.model)  # a clear error for a missing or foreign file
+    if model.kind != "keras":
+        raise UsageError(f"{model.path}: calibrate takes a .keras model, not .{model.kind}")
+    out = Path(args.out) if args.out else default_out(model.path)
+    writable_folder(out.parent, "--out")
+    record, path, figure = calibrate_and_record(model.path, out, _load(args), command_line())
+    print(f"temperature T = {record['temperature']:.4f}, fitted on PublicTest")
+    for split, values in record["splits"].items():
+        print(
+            f"  {split:<11} {values['n']} faces: ECE ({record['bins']} bins) "
+            f"{values['ece_before']:.4f} -> {values['ece_after']:.4f}, NLL "
+            f"{values['nll_before']:.4f} -> {values['nll_after']:.4f}, labels changed "
+            f"{values['argmax_changed']}"
+        )
+    print(f"calibrated model: {out}\nrecord: {path}\nfigure: {figure}")
+    if out.resolve() == (models_dir() / DEFAULT_MODEL).resolve():
+        from fer_utils.inference.classifier import record_default_calibration
+
+        record_default_calibration(path)
+        print("models/default.json: the default model's new sha256 and its calibration record")
 
 
 def _set_default_args(p: argparse.ArgumentParser) -> None:
@@ -489,6 +621,16 @@ def cmd_results_table(args: argparse.Namespace) -> None:
 
     readme = Path(args.readme)
     print(f"{readme}: {'updated' if update_readme(readme) else 'already up to date'}")
+
+
+@command("colab-badges", "write the Open-in-Colab badges and setup cells for the repository")
+def cmd_colab_badges(args: argparse.Namespace) -> None:
+    from fer_utils.colab import repository_url, write_colab_cells
+
+    changed = write_colab_cells()
+    print(f"badges point at {repository_url()}; changed: {len(changed)} file(s)")
+    for path in changed:
+        print(f"  {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:

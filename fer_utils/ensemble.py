@@ -18,12 +18,13 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.model_selection import StratifiedKFold
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fer_utils.config import models_dir
 from fer_utils.errors import ModelError, UsageError
 from fer_utils.evaluation import comparison_table, metrics, predict
 from fer_utils.files import atomic_open
+from fer_utils.provenance import describe_sources
 from fer_utils.runs import (
     EVAL_SPLITS,
     Run,
@@ -262,7 +263,8 @@ def record_ensemble(
 ) -> Run:
     """Evaluate a fixed ensemble on PublicTest and, once, on PrivateTest (loaded here, after
     selection), and write it as ``results/<run_name>.json`` + predictions like any model,
-    with its method's cross-validated PublicTest accuracy (:func:`cross_validate`) if given."""
+    with its method's cross-validated PublicTest accuracy (:func:`cross_validate`) if given
+    and the sha256 of each member's predictions file (what it was made from)."""
     _require_selection_split(validation)
     test = load_split(ensemble.names, "PrivateTest")
     members = {n: read_run(n) for n in ensemble.names}
@@ -275,7 +277,8 @@ def record_ensemble(
     return write_run(
         run_name, "ensemble", f"ensemble of {len(ensemble.names)}", command, first.profile,
         first.data_sha256, sum(seconds.values()), predictions,
-        {"members": ensemble.describe(), "pool": ensemble.pool}
+        {"members": ensemble.describe(), "pool": ensemble.pool,
+         "member_predictions": describe_sources(runs=ensemble.names)["runs"]}
         | ({} if cv_accuracy is None else {"cv_accuracy": round(float(cv_accuracy), 6)}),
     )  # fmt: skip
 
@@ -354,8 +357,9 @@ def with_models(names: Sequence[str]) -> list[str]:
 
 
 def load_member_models(names: Sequence[str]) -> dict:
-    """The saved models of ensemble members, by the run that trained them; all missing ones
-    are named in one :class:`ModelError` before anything loads."""
+    """The saved models of ensemble members, by the run that trained them, without any
+    calibration temperature added since (the records pooled the networks' own probabilities);
+    all missing ones are named in one :class:`ModelError` before anything loads."""
     import keras  # here, not above: ensembles of saved predictions need no TensorFlow
 
     runs = [read_run(n) for n in names]
@@ -365,10 +369,13 @@ def load_member_models(names: Sequence[str]) -> dict:
             f"the members' models are needed but missing: {', '.join(missing)}. Retrain those "
             f"runs (their results JSON holds the command) or leave them out of the ensemble."
         )
+    from fer_utils.calibration import uncalibrated  # (it imports this module)
+
     models = {}
-    for run in runs:
+    for run in runs:  # as recorded: a calibration added to a model file since is left out
         if run.trainer not in models:
-            models[run.trainer] = keras.saving.load_model(model_path(run), safe_mode=True)
+            model = keras.saving.load_model(model_path(run), safe_mode=True)
+            models[run.trainer] = uncalibrated(model)[0]
     return models
 
 

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
 )
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fer_utils.config import EMOTIONS
 from fer_utils.data import as_batch
@@ -104,7 +104,8 @@ def predict(
         return model.predict(x, batch_size=batch_size, verbose=0)
     views = TTA() if tta is True else TTA_SETS[tta] if isinstance(tta, str) else tta
     total = np.zeros((len(x), len(EMOTIONS)), np.float64)
-    for view in tqdm(tta_views(x, views), total=len(views), desc="TTA views", disable=not progress):
+    bar = {"desc": "TTA views", "disable": None if progress else True}  # None: a terminal only
+    for view in tqdm(tta_views(x, views), total=len(views), **bar):
         total += model.predict(view, batch_size=batch_size, verbose=0)
     return (total / len(views)).astype(np.float32)
 

@@ -20,6 +20,7 @@ from fer_utils.data import DataError, Dataset, load_fer2013
 from fer_utils.evaluation import predict
 from fer_utils.files import writable_folder
 from fer_utils.models import save_for_inference
+from fer_utils.provenance import file_sha256
 from fer_utils.runs import (
     EVAL_SPLITS,
     Run,
@@ -35,6 +36,7 @@ from fer_utils.runs import (
 )
 from fer_utils.selfsupervised import PretrainConfig, linear_probe, pretrain
 from fer_utils.training import TrainConfig, TrainResult, save_config, train
+from fer_utils.transfer import backbone_weights
 
 
 def check_outputs(run_name: str) -> None:
@@ -88,6 +90,8 @@ def run_experiment(
     checkpoints = checkpoints_dir() / run_name
     checkpoints.mkdir(parents=True, exist_ok=True)
     save_config(config, checkpoints / "config.json")
+    # what a transfer backbone starts from decides its result: said before training builds it
+    weights = backbone_weights(config) if config.model == "transfer" else None
     result = train(config, train_set, dataset.split("PublicTest"), checkpoints, verbose=verbose)
     saved = models_dir() / f"{run_name}.keras"
     save_for_inference(result.model, saved)
@@ -102,7 +106,10 @@ def run_experiment(
         "cleaning_removed": removed,
         "parameters": int(result.model.count_params()),
         "placement": dataclasses.asdict(result.placement),
+        "model_sha256": file_sha256(saved),
     }
+    if weights is not None:
+        details["backbone_weights"] = weights
     model_file = os.path.relpath(saved, project_root())
     records, probabilities = {}, {}
     for tta_set in (None, tta) if tta else (None,):
@@ -309,28 +316,3 @@ def run_pretraining(
     RunState(checkpoints).finish_recording()
     keras.backend.clear_session()
     return saved
-
-
-def label_curve_config(
-    model: str,
-    model_kwargs: dict,
-    fraction: float,
-    epochs: int,
-    seed: int,
-    init: str | Path | None = None,
-) -> TrainConfig:
-    """One point of the label-efficiency curve (notebook 03), the same recipe from random
-    weights and from a pretrained ``init``: label smoothing 0.1 and, below all the labels,
-    batches of 64 (more optimizer steps on few faces) and precise BatchNorm."""
-    small = fraction < 1
-    return TrainConfig(
-        model,
-        model_kwargs,
-        epochs=epochs,
-        batch_size=64 if small else 256,
-        precise_bn=small,
-        label_smoothing=0.1,
-        seed=seed,
-        label_fraction=fraction,
-        init=None if init is None else str(init),
-    )

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -41,10 +40,11 @@ from tf_keras_vis.scorecam import Scorecam
 from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
+from fer_utils.calibration import uncalibrated
 from fer_utils.config import EMOTIONS, IMAGE_SIZE
 from fer_utils.data import as_batch
 from fer_utils.evaluation import bootstrap_mean_ci
-from fer_utils.feature_maps import upsampled
+from fer_utils.feature_maps import quiet_keras_vis, upsampled
 from fer_utils.models import IlluminationCorrection, flat_layers, is_nested
 
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # the methods that take a ``layer``
@@ -92,7 +92,10 @@ def _rebuilt(model: keras.Model, config: dict) -> keras.Model:
 
 def float32_copy(model: keras.Model) -> keras.Model:
     """``model`` rebuilt in float32 with the same weights (``model`` itself if already float32),
-    so that gradients and maps are not computed in bfloat16."""
+    so that gradients and maps are not computed in bfloat16, and without a calibration
+    :class:`~fer_utils.calibration.Temperature`: maps are of the network's logits, which the
+    temperature only divides by one constant (the predicted emotion is the same)."""
+    model, _ = uncalibrated(model)
     config = model.get_config()
     float32 = _float32_config(config)
     return model if float32 == config else _rebuilt(model, float32)
@@ -162,27 +165,13 @@ def normalise(maps: np.ndarray) -> np.ndarray:
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence tf-keras-vis under Keras 3: its input-structure warnings and progress bars."""
-    interactive = keras.config.is_interactive_logging_enabled()
-    keras.config.disable_interactive_logging()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The structure of `inputs`")
-            yield
-    finally:
-        if interactive:
-            keras.config.enable_interactive_logging()
-
-
 def _tf_keras_vis(visualiser: type, model, faces, classes, **call_options) -> np.ndarray:
     """Run a tf-keras-vis visualiser on a copy of ``model`` with a linear (logit) output (its
     output layer must be a top-level one: see :func:`_prepared`)."""
     # Score-CAM too: tf-keras-vis 0.8 applies its own softmax to the outputs, so a linear output
     # makes its channel weights the class probabilities (the paper's), not a softmax of them.
     explainer = visualiser(model, model_modifier=ReplaceToLinear(), clone=True)
-    with _quiet():
+    with quiet_keras_vis():
         return explainer(CategoricalScore(classes.tolist()), faces, **call_options)
 
 

@@ -24,7 +24,7 @@ from fer_utils.data import as_batch
 from fer_utils.heads import encoder
 from fer_utils.models import build_model
 from fer_utils.settings import PretrainConfig
-from fer_utils.training import TimeBudget, warmup_cosine
+from fer_utils.training import TimeBudget, progress_verbosity, warmup_cosine
 
 
 def face_views(seed: int = 0) -> keras.Sequential:
@@ -135,7 +135,7 @@ def pretrain(
         epochs=epochs,
         initial_epoch=first_epoch,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=progress_verbosity(verbose),
         shuffle=False,  # pair_dataset shuffles; Keras would only warn
     )
     run.finish_training(int(network.optimizer.iterations.numpy()))

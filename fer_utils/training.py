@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +289,14 @@ class TrainResult:
     placement: Placement  # where it trained
 
 
+def progress_verbosity(verbose: int | str) -> int | str:
+    """Keras' ``verbose`` for ``fit``: ``auto`` is a live progress bar in a terminal and one
+    line per epoch elsewhere (a notebook, a log file), where a bar's redraws would pile up."""
+    if verbose == "auto" and not sys.stdout.isatty():
+        return 2
+    return verbose
+
+
 def train(
     config: TrainConfig,
     train_set: Dataset,
@@ -357,7 +366,7 @@ def train(
         epochs=epochs,
         initial_epoch=first_epoch,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=progress_verbosity(verbose),
         shuffle=False,  # tf.data already reshuffles every epoch; Keras would only warn
     )
     steps_done = int(model.optimizer.iterations.numpy())

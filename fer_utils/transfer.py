@@ -13,6 +13,7 @@ Weights are found as Keras finds them: its cache (``$KERAS_HOME/models`` or
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from keras import layers
 from fer_utils.config import IMAGE_SIZE
 from fer_utils.errors import FerError
 from fer_utils.heads import emotion_head
+from fer_utils.settings import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -160,3 +162,33 @@ def build_transfer(
     x = net(x, training=False)  # BatchNorm keeps its ImageNet statistics, also when fine-tuning
     x = layers.Dropout(dropout, name="dropout")(x)
     return keras.Model(faces, emotion_head(x), name=f"transfer_{backbone}")
+
+
+def backbone_weights(config: TrainConfig) -> str:
+    """What a transfer run's backbone started from (``config``: its TrainConfig), in words for
+    its record: ImageNet weights (and from where), random weights, or the model it continues."""
+    if config.init:
+        return f"continues {Path(config.init).name}"
+    kwargs = config.model_kwargs
+    defaults = {k: v.default for k, v in inspect.signature(build_transfer).parameters.items()}
+    options = defaults | kwargs
+    return resolve_weights(options["backbone"], options["weights"], options["size"])[1]
+
+
+def two_stage(
+    backbone: str, size: int, weights: str | None, epochs: tuple[int, int], batch_size: int,
+    seed: int, head_model: Path, fine_tune_layers: int = 20,
+) -> tuple[TrainConfig, TrainConfig]:  # fmt: skip
+    """The two TrainConfigs of the transfer recipe: a new head on the frozen backbone (learning
+    rate 1e-3), then the backbone's last ``fine_tune_layers`` fine-tuned from the first stage's
+    saved model ``head_model`` at a tenth of it (BatchNorm stays frozen)."""
+    head = TrainConfig(
+        "transfer", {"backbone": backbone, "size": size, "weights": weights},
+        epochs=epochs[0], batch_size=batch_size, learning_rate=1e-3, seed=seed,
+    )  # fmt: skip
+    tune = TrainConfig(
+        "transfer", {"backbone": backbone, "size": size, "trainable_layers": fine_tune_layers},
+        epochs=epochs[1], batch_size=batch_size, learning_rate=1e-4, seed=seed,
+        init=str(head_model),
+    )  # fmt: skip
+    return head, tune

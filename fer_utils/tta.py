@@ -54,6 +54,8 @@ TTA_SETS: dict[str, TTA] = {
     # Ten-crop averaging for models that see the central 40×40 pixels (``vgg`` with crop=40):
     # shifted 4 pixels diagonally, the centre crop is a corner crop; each view also mirrored
     "ten_crop": TTA(shifts=((0, 0), (4, 4), (4, -4), (-4, 4), (-4, -4))),
+    # The face and its mirror image: the cheapest set (2 views), e.g. for predict on videos
+    "flip": TTA(shifts=((0, 0),)),
 }
 """Named TTA sets (a record's ``tta`` field names the one it was evaluated with)."""
 

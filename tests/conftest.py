@@ -22,6 +22,27 @@ REAL_COUNTS = {
 }
 
 
+# Committed figures not yet redrawn from the current code (each with why: mostly models this
+# project's machines no longer hold); each names the notebook to run
+# (./run_all.sh --profile cpu --only NN). The figure tests skip these,
+# and say so; the list only ever shrinks.
+NOT_REDRAWN = {
+    "03_*": "notebook 03: its SimCLR encoder and transfer models are not on this machine",
+    "04_*": "notebook 04: its eight illumination models are not on this machine",
+    "05_*": "notebook 05: its distillation needs the members' models",
+    "07_*": "notebook 07: its cpu run (faithfulness of 10 methods × 3 perturbations on 500 "
+    "faces) did not fit in the session that redrew the other figures",
+}
+
+
+def not_redrawn(figure: Path) -> str | None:
+    """Why a committed figure has not been redrawn yet (see NOT_REDRAWN), or None."""
+    from fnmatch import fnmatch
+
+    reasons = (why for pattern, why in NOT_REDRAWN.items() if fnmatch(figure.stem, pattern))
+    return next(reasons, None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Figures, results and models of a test go to temporary folders; the parse cache is shared by
@@ -34,6 +55,7 @@ def _isolated_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     monkeypatch.setenv("FER_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))
     # the default model is models_dir()/default.keras, which FER_MODELS now points away from
     monkeypatch.setenv("FER_MODEL", str(ROOT / "models" / "default.keras"))
+    monkeypatch.setattr("fer_utils.provenance._current", {})  # no sources left by another test
 
 
 @pytest.fixture(scope="session")

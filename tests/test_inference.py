@@ -8,8 +8,11 @@ import fcntl
 import io
 import json
 import logging
+import os
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import skimage.data
 
 from fer_utils.cli import main
 from fer_utils.config import EMOTIONS
-from fer_utils.data import load_fer2013
+from fer_utils.data import as_batch, load_fer2013
 from fer_utils.inference import (
     ModelError,
     default_model_path,
@@ -31,14 +34,25 @@ from fer_utils.inference import (
 )
 from fer_utils.inference.export import export_model, max_difference
 from fer_utils.inference.media import read_image
+from fer_utils.inference.predict import COLUMNS, classify
+from fer_utils.tf_quiet import kept_lines
+from fer_utils.tta import TTA_SETS, tta_views
 
-from conftest import SAMPLE_CSV
+from conftest import ROOT, SAMPLE_CSV
+
+PHOTO = ROOT / "data" / "sample" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")
 def classifier():
     """The committed default model (or ``$FER_MODEL``)."""
     return load_classifier(default_model_path())
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    """The default model exported to ONNX (once per module: the export takes seconds)."""
+    return export_model(default_model_path(), tmp_path_factory.mktemp("onnx") / "default.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +78,7 @@ def test_cli_labels_match_direct_predictions(tmp_path, classifier, test_faces):
     folder.mkdir()
     for i, face in enumerate(test_faces):
         cv2.imwrite(str(folder / f"{i:03d}.png"), face)
-    rows = predict_json(tmp_path, str(folder), "--detector", "none")
+    rows = predict_json(tmp_path, str(folder), "--detector", "none", "--tta", "none")
     direct = classifier(test_faces).argmax(1)
     assert [r["label"] for r in rows] == [EMOTIONS[k] for k in direct]
     assert all(r["status"] == "ok" for r in rows) and len(rows) == len(test_faces)
@@ -351,6 +365,7 @@ def test_video_frames_are_sampled(tmp_path, astronaut):
     video.release()
     rows = predict_json(tmp_path, str(path), "--every", "2", "--annotate", str(tmp_path / "ann"))
     assert [r["frame"] for r in rows] == [0, 2, 4]
+    assert {r["tta"] for r in rows} == {"none"}  # videos: no TTA unless asked (time per frame)
     annotated = cv2.VideoCapture(str(tmp_path / "ann" / "clip.annotated.mp4"))
     assert annotated.get(cv2.CAP_PROP_FRAME_COUNT) == 3
     assert annotated.get(cv2.CAP_PROP_FPS) == pytest.approx(5)  # 10 fps, every 2nd frame
@@ -388,11 +403,131 @@ def test_wrong_model_files_give_clear_errors(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_onnx_export_matches_keras(tmp_path, classifier, test_faces):
-    onnx_path = export_model(default_model_path(), tmp_path / "model.onnx")
-    assert max_difference(classifier, onnx_path, test_faces) < 1e-4
-    rows = list(predict_sources([str(tmp_path)], load_classifier(onnx_path), "none"))
+def test_onnx_export_matches_keras(classifier, test_faces, onnx_model):
+    assert max_difference(classifier, onnx_model, test_faces) < 1e-4
+    rows = list(predict_sources([str(onnx_model.parent)], load_classifier(onnx_model), "none"))
     assert rows[0]["status"] == "error"  # the folder holds only the .onnx file: nothing to read
+
+
+def test_tta_averages_the_classifier_over_the_views_of_tta_py(tmp_path, classifier, test_faces,
+                                                             fast_model):  # fmt: skip
+    faces, folder = as_batch(test_faces[:3]), tmp_path / "faces"
+    folder.mkdir()
+    for i, face in enumerate(test_faces[:3]):  # FER2013 faces: with --detector none, the crop
+        cv2.imwrite(str(folder / f"{i}.png"), face)
+    for name in ("flip", "shifts"):
+        views = list(tta_views(faces, TTA_SETS[name]))
+        manual = np.mean([classifier(view) for view in views], axis=0)
+        assert len(views) == len(TTA_SETS[name]) == {"flip": 2, "shifts": 10}[name]
+        np.testing.assert_allclose(classify(classifier, faces, name), manual, atol=1e-5)
+        rows = predict_json(tmp_path, str(folder), "--detector", "none", "--tta", name)
+        assert [r["tta"] for r in rows] == [name] * 3
+        probs = np.array([[r[f"p_{e}"] for e in EMOTIONS] for r in rows])
+        np.testing.assert_allclose(probs, manual, atol=1e-5)  # (rows round to 5 decimals)
+    np.testing.assert_array_equal(classify(classifier, faces, "none"), classifier(faces))
+    default = predict_json(tmp_path, str(folder), "--detector", "none")
+    assert [r["tta"] for r in default] == ["shifts"] * 3  # images: shifts unless told
+    assert [r["p_happy"] for r in default] == [r["p_happy"] for r in rows]
+    assert COLUMNS[-1] == "tta"  # appended: the older columns keep their places
+
+
+@pytest.fixture(scope="module")
+def big_and_small(astronaut, tmp_path_factory) -> Path:
+    """A photo with two faces: the astronaut, and beside her a copy at 0.6 of the size."""
+    small = cv2.resize(astronaut, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    canvas = np.full((astronaut.shape[0], astronaut.shape[1] + small.shape[1], 3), 128, np.uint8)
+    canvas[-small.shape[0] :, : small.shape[1]] = small  # the small face on the left
+    canvas[:, small.shape[1] :] = astronaut
+    path = tmp_path_factory.mktemp("two") / "two.png"
+    cv2.imwrite(str(path), canvas)
+    return path
+
+
+def test_largest_keeps_only_the_largest_face(tmp_path, big_and_small, fast_model):
+    both = predict_json(tmp_path, str(big_and_small), "--tta", "none")
+    assert [r["face"] for r in both] == [0, 1] and both[0]["x"] < both[1]["x"]  # left to right
+    assert both[0]["w"] < both[1]["w"]  # the first row is the small face
+    (largest,) = predict_json(tmp_path, str(big_and_small), "--tta", "none", "--largest")
+    assert {k: largest[k] for k in (*"xywh", "face")} == {**{k: both[1][k] for k in "xywh"},
+                                                           "face": 0}  # fmt: skip
+    assert largest["p_happy"] == both[1]["p_happy"]
+
+
+def test_detector_score_per_row_and_min_score(tmp_path, big_and_small, fast_model):
+    rows = predict_json(tmp_path, str(big_and_small), "--tta", "none")
+    scores = sorted(r["detector_score"] for r in rows)
+    assert len(scores) == 2 and scores[0] < scores[1]  # Haar's weights: not probabilities
+    middle = (scores[0] + scores[1]) / 2
+    (kept,) = predict_json(tmp_path, str(big_and_small), "--tta", "none", "--min-score",
+                           str(middle))  # fmt: skip
+    assert kept["detector_score"] == scores[1]
+    (none,) = predict_json(tmp_path, str(big_and_small), "--min-score", str(scores[1] + 1))
+    assert none["status"] == "no_face"
+    assert none["message"] == f"no face found (2 scored below {scores[1] + 1:g})"
+    (crop,) = predict_json(tmp_path, str(big_and_small), "--detector", "none")
+    assert crop["detector_score"] == 1.0  # no detector: the whole image, score 1
+
+
+def _clean_env() -> dict:
+    """This environment, without the settings that turn TensorFlow's start-up lines on."""
+    return {k: v for k, v in os.environ.items() if k not in ("FER_VERBOSE", "TF_CPP_MIN_LOG_LEVEL")}
+
+
+def test_predict_writes_no_tensorflow_lines_to_stderr():
+    done = subprocess.run(
+        [sys.executable, "-m", "fer_utils", "predict", str(PHOTO)],
+        capture_output=True, text=True, env=_clean_env(), cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "default.keras: 1 ok, 0 no_face, 0 error, 0 skipped\n"
+    assert done.stdout.splitlines()[1].startswith(f"{PHOTO},0,0,ok,")
+
+
+_PREDICT_AND_LIST_MODULES = """
+import sys
+from fer_utils.cli import main
+code = main(["predict", *sys.argv[1:]])
+print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules), file=sys.stderr)
+raise SystemExit(code)
+"""
+
+
+def test_predict_with_an_onnx_model_never_imports_tensorflow(onnx_model):
+    done = subprocess.run(
+        [sys.executable, "-c", _PREDICT_AND_LIST_MODULES, str(PHOTO), "--model", str(onnx_model)],
+        capture_output=True, text=True, env=_clean_env(), cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "default.onnx: 1 ok, 0 no_face, 0 error, 0 skipped\n[]\n"
+    assert done.stdout.splitlines()[1].startswith(f"{PHOTO},0,0,ok,")
+
+
+TF_STARTUP = """\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1796150570.207501   15232 port.cc:153] oneDNN custom operations are on. You may see \
+slightly different numerical results due to floating-point round-off errors.
+I0000 00:00:1796150570.208010   15232 cudart_stub.cc:31] Could not find cuda drivers on your \
+machine, GPU will not be used.
+I0000 00:00:1796150570.3   15232 cpu_feature_guard.cc:210] This TensorFlow binary is optimized.
+To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.
+/x/y.py:3: UserWarning: a Python warning
+  warnings.warn("a Python warning")
+W0000 00:00:1796150570.4   15232 some.cc:1] a warning
+E0000 00:00:1796150580.070102   15232 cuda_platform.cc:52] failed call to cuInit: INTERNAL: \
+CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)
+E0000 00:00:1796150580.1   15232 other.cc:9] a real error
+"""  # what TensorFlow 2.21 writes while it starts on a machine without a GPU, and others
+
+
+def test_tensorflow_start_up_lines_are_filtered_by_level():
+    lines = TF_STARTUP.splitlines(keepends=True)
+    warning, real_error = lines[5:7], lines[-1]
+    assert kept_lines(TF_STARTUP, 2, gpu_present=False) == "".join([*warning, real_error])
+    assert kept_lines("".join(lines[1:]), 2, gpu_present=False) == "".join([*warning, real_error])
+    cuinit = lines[-2]
+    assert kept_lines(TF_STARTUP, 2, gpu_present=True) == "".join([*warning, cuinit, real_error])
+    assert kept_lines(TF_STARTUP, 1, gpu_present=True) == "".join(
+        [*warning, lines[7], cuinit, real_error])  # fmt: skip
 
 
 @pytest.mark.real_data
@@ -404,7 +539,7 @@ def test_image_folder_jpegs_read_like_the_dataset_loader(real_images_zip, classi
     with zipfile.ZipFile(real_images_zip) as archive:
         names = [n for n in archive.namelist() if "/PrivateTest_" in n][::10]
         archive.extractall(tmp_path, names)
-    rows = list(predict_sources([str(tmp_path)], classifier, "none", progress=False))
+    rows = list(predict_sources([str(tmp_path)], classifier, "none", progress=False, tta="none"))
     by_id = {int(Path(r["source"]).stem.split("_")[1]): r["label"] for r in rows}
     loaded = load_fer2013(tmp_path)
     direct = classifier(loaded.images).argmax(1)

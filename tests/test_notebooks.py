@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,55 @@ def test_notebook_is_committed_clean(notebook: Path) -> None:
         if c["cell_type"] == "code"
     )
     assert "/work/" not in notebook.read_text() and "/home/" not in notebook.read_text()
+
+
+EXECUTED = sorted((ROOT / "notebooks" / "executed").glob("[0-9][0-9]_*.ipynb"))
+NOISE = (
+    "\x1b[",
+    "Traceback",
+    "W0000",
+    "E0000",
+    "I0000",
+    "oneDNN custom operations",
+    "Warning:",
+    "\r",
+)
+
+
+def _code(cells: list[dict]) -> list[str]:
+    """The code of the cells, without papermill's injected parameters."""
+    return [
+        "".join(c["source"])
+        for c in cells
+        if c["cell_type"] == "code" and "injected-parameters" not in c["metadata"].get("tags", [])
+    ]
+
+
+@pytest.mark.parametrize("executed", EXECUTED, ids=lambda p: p.stem)
+def test_executed_copy_is_current_and_clean(executed: Path) -> None:
+    """What GitHub shows: the editable notebook's code, run to the end in the cpu profile,
+    with outputs and without errors, tracebacks, framework log noise or progress bars."""
+    raw = executed.read_text()
+    assert "/work/" not in raw and "/home/" not in raw, "a path of the machine that ran it"
+    notebook = json.loads(raw)
+    editable = json.loads((ROOT / "notebooks" / executed.name).read_text())
+    assert _code(notebook["cells"]) == _code(editable["cells"]), (
+        f"{executed.name} is older than notebooks/{executed.name}: "
+        f"./run_all.sh --profile cpu --only {executed.name[:2]}"
+    )
+    assert notebook["metadata"]["papermill"]["parameters"]["profile"] == "cpu"
+    assert executed.stat().st_size < 5 * 2**20
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert all(c["execution_count"] for c in code), "every cell ran"
+    outputs = [o for c in code for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    text = "\n".join(
+        "".join(part)
+        for o in outputs
+        for part in (o.get("text", ""), *(v for k, v in o.get("data", {}).items() if "text" in k))
+    )
+    assert not [n for n in NOISE if n in text], [n for n in NOISE if n in text]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "a reader sees its figures"
 
 
 @pytest.mark.slow
@@ -126,3 +176,10 @@ def test_run_all_script_parses_and_documents_its_options() -> None:
     assert syntax.returncode == 0, syntax.stderr
     usage = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert all(f"--{option}" in usage.stdout for option in ("profile", "only", "data", "tests"))
+
+
+def test_readme_links_every_executed_copy() -> None:
+    """The README's notebook table links exactly the executed copies that exist."""
+    readme = (ROOT / "README.md").read_text()
+    linked = set(re.findall(r"\]\(notebooks/executed/(\d\d_\w+\.ipynb)\)", readme))
+    assert linked == {p.name for p in EXECUTED}

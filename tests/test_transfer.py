@@ -13,8 +13,8 @@ import pytest
 from test_training import synthetic
 
 from fer_utils.config import project_root
-from fer_utils.experiment import label_curve_config
 from fer_utils.heads import encoder
+from fer_utils.label_curve import label_curve_config
 from fer_utils.models import build_model
 from fer_utils.preprocessing import correct
 from fer_utils.selfsupervised import NTXentLoss, PretrainConfig, pretrain

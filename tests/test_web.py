@@ -35,12 +35,7 @@ MODEL = ROOT / "models" / "default.keras"
 CHROMIUM = os.environ.get("FER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 NODE_PACKAGES = ("playwright-core", "onnxruntime-web", "@techstark/opencv-js")
 N_FER = 8  # FER2013 PrivateTest faces fed whole (predict --detector none)
-EXACT = 1e-4  # probabilities: the page against predict, same crops
-# Intel IPP inside opencv-python (x86) rounds getRectSubPix's half-pixel samples differently
-# from OpenCV's own code, which OpenCV.js (and opencv-python on ARM) runs: a crop whose centre
-# falls between pixels then differs by 1 grey level in some pixels. Against predict with IPP
-# switched off (OPENCV_IPP=disabled) the page must match within EXACT; with IPP on, within this.
-IPP_ROUNDING = 0.02
+EXACT = 1e-4  # probabilities: the page against predict, same crops (whole pixels in both)
 
 
 def _missing() -> str | None:
@@ -124,6 +119,8 @@ def _predict(files: list[Path], *extra: str, env: dict | None = None) -> subproc
         str(MODEL),
         "--format",
         "json",
+        "--tta",
+        "none",  # the page classifies each crop once
         *extra,
     ]
     return subprocess.Popen(
@@ -162,7 +159,6 @@ def run(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
     reference = {
         "none": _predict(fer, "--detector", "none"),
         "haar": _predict(detected),
-        "haar_no_ipp": _predict(detected, env={"OPENCV_IPP": "disabled"}),
     }
     build = _load_build()
     dist = build.build(MODEL, tmp_path_factory.mktemp("web") / "dist")
@@ -272,21 +268,19 @@ def test_classifier_matches_predict_on_fer2013_faces(run: dict, capsys) -> None:
 
 @pytest.mark.parametrize("name", ["group.png", "frame640x480.png", "astronaut.jpg"])
 def test_detected_faces_match_predict(run: dict, name: str, capsys) -> None:
-    exact = _pairs(run, "haar_no_ipp", name)
-    for face, row in exact:  # boxes: the same cascade and the same downscaling
+    pairs = _pairs(run, "haar", name)
+    for face, row in pairs:  # boxes: the same cascade and the same downscaling
         assert max(abs(face[k] - row[k]) for k in "xywh") <= 2, (face, row)
-    same_boxes = all(all(face[k] == row[k] for k in "xywh") for face, row in exact)
-    without_ipp = _largest(exact)
-    with_ipp = _largest(_pairs(run, "haar", name))
+    same_boxes = all(all(face[k] == row[k] for k in "xywh") for face, row in pairs)
+    largest = _largest(pairs)
     boxes = "identical" if same_boxes else "within 2 px"
     with capsys.disabled():
         print(
-            f"\n[web] {name}: {_faces(len(exact))}, boxes {boxes}; largest |p_page - p_predict| "
-            f"{with_ipp:.2e} (OPENCV_IPP=disabled: {without_ipp:.2e})"
+            f"\n[web] {name}: {_faces(len(pairs))}, boxes {boxes}; largest |p_page - p_predict| "
+            f"{largest:.2e}"
         )
     # (astronaut.jpg: Chromium's JPEG decoder gives the pixels OpenCV's libjpeg gives)
-    assert without_ipp < EXACT
-    assert with_ipp < IPP_ROUNDING
+    assert largest < EXACT
 
 
 def test_clear_messages_for_no_face_and_not_an_image(run: dict) -> None:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir
+from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root
 from fer_utils.data import as_batch
 from fer_utils.errors import ModelError
 from fer_utils.files import atomic_path, atomic_write_text
+from fer_utils.provenance import file_sha256
 from fer_utils.runs import DEFAULT_MODEL, trained_run
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,27 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     if files[best] != models_dir() / DEFAULT_MODEL:
         with atomic_path(models_dir() / DEFAULT_MODEL) as temp:
             shutil.copyfile(files[best], temp)
-    choice = {"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public}
+    choice = {
+        "run_name": best,
+        "sha256": file_sha256(models_dir() / DEFAULT_MODEL),
+        "chosen_by": "PublicTest accuracy",
+        "candidates": public,
+    }
     atomic_write_text(models_dir() / "default.json", json.dumps(choice, indent=2) + "\n")
     return best
+
+
+def record_default_calibration(record: Path) -> None:
+    """After the default model was calibrated in place: ``models/default.json`` gets its new
+    sha256 and the path of the calibration record."""
+    choice_file = models_dir() / "default.json"
+    choice = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
+    choice["sha256"] = file_sha256(models_dir() / DEFAULT_MODEL)
+    try:
+        choice["calibration"] = Path(record).resolve().relative_to(project_root()).as_posix()
+    except ValueError:  # a record outside the repository (FER_RESULTS elsewhere)
+        choice["calibration"] = str(record)
+    atomic_write_text(choice_file, json.dumps(choice, indent=2) + "\n")
 
 
 @dataclass
@@ -84,6 +103,7 @@ def _check_shapes(path: Path, inputs: tuple, outputs: tuple) -> None:
 def _load_keras(path: Path) -> Classifier:
     import keras
 
+    import fer_utils.inference.export  # registers Temperature, FaceView, EnsemblePool for loading
     import fer_utils.models  # noqa: F401  (registers the project's layers for loading)
 
     if not zipfile.is_zipfile(path):

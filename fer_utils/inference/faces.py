@@ -1,8 +1,9 @@
 """Face detection (OpenCV Haar cascade, MTCNN, or none for ready-cropped faces) and cropping
-to the 48×48 grey faces the models take."""
+to the 48×48 grey faces the models take, framed the way FER2013 frames its faces."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,13 +21,50 @@ MTCNN_WINDOW = 12  # pixels: the smallest face MTCNN's first stage (P-Net) looks
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face: box in pixels of the original image and the detector's score."""
+    """A detected face: box in pixels of the original image, the detector's score, and which
+    detector found it (its :data:`CROP_GEOMETRY` frames the crop)."""
 
     x: int
     y: int
     w: int
     h: int
     score: float
+    detector: str = "none"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a crop frames a detector's box: a square of side ``scale``·max(w, h) whose centre is
+    the box's, moved by ``dx``·w to the right and ``dy``·h down."""
+
+    scale: float = 1.0
+    dx: float = 0.0
+    dy: float = 0.0
+
+    @classmethod
+    def centred(cls, margin: float) -> Geometry:
+        """The box's square widened by ``margin`` of the box on each side, same centre."""
+        return cls(scale=1 + 2 * margin)
+
+    def square(self, face: Face) -> tuple[int, int, int]:
+        """(x0, y0, side) of the crop in whole pixels of the image (may reach outside it).
+        web/src/pipeline.js (cropSquare) does the same arithmetic: keep the two in step."""
+        side = max(1, round(self.scale * max(face.w, face.h)))  # halves to even, as pyRound
+        cx = face.x + face.w / 2 + self.dx * face.w
+        cy = face.y + face.h / 2 + self.dy * face.h
+        return math.floor(cx - side / 2 + 0.5), math.floor(cy - side / 2 + 0.5), side
+
+
+# Where each detector's box sits in a FER2013 frame, measured on FER2013 itself (PublicTest
+# faces, each detector's box inverted into the 48×48 frame) by
+#     python benchmarks/bench_framing.py --fit
+# which prints these lines; `python benchmarks/bench_framing.py` checks them on PrivateTest.
+# They are parameters of the crop, not results. "none": the image is the crop, taken whole.
+CROP_GEOMETRY: dict[str, Geometry] = {
+    "haar": Geometry(scale=1.029, dx=0.0, dy=0.0),
+    "mtcnn": Geometry(scale=0.962, dx=0.014, dy=-0.009),
+    "none": Geometry(),
+}
 
 
 Detector = Callable[[np.ndarray], list[Face]]  # BGR uint8 image → faces
@@ -45,7 +83,9 @@ def _downscaled(image: np.ndarray, limit: float = 1.0) -> tuple[np.ndarray, floa
 def _rescaled(faces: list[Face], scale: float) -> list[Face]:
     if scale == 1.0:
         return faces
-    return [Face(*(round(v / scale) for v in (f.x, f.y, f.w, f.h)), score=f.score) for f in faces]
+    return [
+        Face(*(round(v / scale) for v in (f.x, f.y, f.w, f.h)), f.score, f.detector) for f in faces
+    ]
 
 
 def haar_detector(min_face: int = 30, step: float = HAAR_STEP) -> Detector:
@@ -66,7 +106,7 @@ def haar_detector(min_face: int = 30, step: float = HAAR_STEP) -> Detector:
             grey, scaleFactor=step, minNeighbors=5, minSize=(smallest, smallest),
             outputRejectLevels=True,
         )  # fmt: skip
-        faces = [Face(*map(int, b), score=float(s)) for b, s in zip(boxes, weights, strict=True)]
+        faces = [Face(*map(int, b), float(s), "haar") for b, s in zip(boxes, weights, strict=True)]
         return _rescaled(faces, scale)
 
     return detect
@@ -85,7 +125,7 @@ def mtcnn_detector(min_face: int = 30, min_confidence: float = 0.9) -> Detector:
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         # (its min_face_size argument breaks detection in mtcnn 1.0.0: filter sizes afterwards)
         faces = [
-            Face(*map(int, f["box"]), score=float(f["confidence"]))
+            Face(*map(int, f["box"]), float(f["confidence"]), "mtcnn")
             for f in mtcnn.detect_faces(rgb)
             if f["confidence"] >= min_confidence and min(f["box"][2:]) / scale >= min_face
         ]
@@ -110,15 +150,31 @@ def make_detector(name: str, min_face: int = 30, step: float = HAAR_STEP) -> Det
     raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
 
 
-def crop_faces(image: np.ndarray, faces: list[Face], margin: float = 0.15) -> np.ndarray:
-    """Square grey crops around ``faces``, widened by ``margin`` of the box on each side (FER2013
-    faces include some forehead and chin), edge pixels replicated where the square leaves the
-    image, resized to (N, 48, 48) uint8."""
+def crop_square(grey: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The ``side``×``side`` pixels of ``grey`` from (``x0``, ``y0``), whole pixels, edge pixels
+    replicated where the square leaves the image (OpenCV's BORDER_REPLICATE)."""
+    rows = np.clip(np.arange(y0, y0 + side), 0, grey.shape[0] - 1)
+    cols = np.clip(np.arange(x0, x0 + side), 0, grey.shape[1] - 1)
+    return grey[np.ix_(rows, cols)]
+
+
+def crop_faces(
+    image: np.ndarray,
+    faces: list[Face],
+    margin: float | None = None,
+    geometry: Geometry | None = None,
+) -> np.ndarray:
+    """Square grey crops of ``faces``, resized to (N, 48, 48) uint8 with ``INTER_AREA``. Each is
+    framed by ``geometry`` if given, else by a centred square widened by ``margin`` of the box
+    on each side if given, else by its detector's :data:`CROP_GEOMETRY` (measured so that the
+    crop frames the face as FER2013 does). Crops are whole pixels (:meth:`Geometry.square`),
+    edge pixels replicated where the square leaves the image."""
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if geometry is None and margin is not None:
+        geometry = Geometry.centred(margin)
     crops = np.empty((len(faces), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     for i, f in enumerate(faces):
-        side = max(1, round(max(f.w, f.h) * (1 + 2 * margin)))
-        centre = (f.x + f.w / 2 - 0.5, f.y + f.h / 2 - 0.5)
-        patch = cv2.getRectSubPix(grey, (side, side), centre)
+        framing = CROP_GEOMETRY[f.detector] if geometry is None else geometry
+        patch = crop_square(grey, *framing.square(f))
         crops[i] = cv2.resize(patch, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
     return crops

@@ -18,10 +18,11 @@ from typing import TextIO
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fer_utils.config import EMOTIONS
-from fer_utils.errors import FerError, UsageError
+from fer_utils.data import as_batch
+from fer_utils.errors import FerError, UsageError, require_choice
 from fer_utils.files import writable_folder
 from fer_utils.inference.classifier import Classifier
 from fer_utils.inference.faces import HAAR_STEP, Face, crop_faces, make_detector
@@ -32,6 +33,7 @@ from fer_utils.inference.media import (
     frame_rate,
     frames,
 )
+from fer_utils.tta import TTA_SETS, tta_views
 
 try:
     import fcntl
@@ -42,10 +44,17 @@ log = logging.getLogger(__name__)
 STATUSES = ("ok", "no_face", "error", "skipped")  # every row has one of these
 ANNOTATE_FAILED = "annotated copy not written"  # in the message of the rows it concerns
 NOT_ANNOTATED = "not_annotated"  # write_rows' count of sources whose annotated copy failed
+# New columns go at the end: readers of files written by older versions index them.
 COLUMNS = [
     "source", "frame", "face", "status", "x", "y", "w", "h", "detector_score", "label",
-    "confidence", *(f"p_{e}" for e in EMOTIONS), "message",
+    "confidence", *(f"p_{e}" for e in EMOTIONS), "message", "tta",
 ]  # fmt: skip
+TTA_CHOICES = ("none", *TTA_SETS)  # predict's --tta: no augmentation, or a set of tta.py
+DEFAULT_TTA = {"image": "shifts", "video": "none", "webcam": "none"}
+"""The TTA set of each kind of source unless one is chosen: on images the ``shifts`` views,
+with which the default model's record gains on PublicTest (results/five_layer-cpu-70-tta.json
+against five_layer-cpu-70.json); none on videos and webcams, where every view adds to the
+time per frame (benchmarks/bench_inference.py prints the cost per face of each set)."""
 
 
 def one_line(error: BaseException) -> str:
@@ -67,7 +76,30 @@ def _status_row(source: Source, status: str, frame: int = 0, message: str = "") 
             "message": message}  # fmt: skip
 
 
-def _face_rows(source: Source, frame: int, faces: list[Face], probs: np.ndarray) -> list[dict]:
+def classify(classifier: Classifier, crops: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Probabilities (N, 7) of face crops (N, 48, 48): with a TTA set (:data:`TTA_CHOICES`),
+    the mean over its views (:func:`fer_utils.tta.tta_views`), all classified in one batch."""
+    faces = as_batch(crops)
+    if tta == "none" or len(faces) == 0:
+        return classifier(faces)
+    views = np.concatenate(list(tta_views(faces, TTA_SETS[tta])))
+    return classifier(views).reshape(-1, len(faces), len(EMOTIONS)).mean(axis=0)
+
+
+def select_faces(faces: list[Face], min_score: float | None = None,
+                 largest: bool = False) -> list[Face]:  # fmt: skip
+    """``faces`` left to right (then top to bottom), without those whose detector score is
+    below ``min_score``; with ``largest``, only the one with the largest box (the leftmost of
+    equals)."""
+    kept = sorted((f for f in faces if min_score is None or f.score >= min_score),
+                  key=lambda f: (f.x, f.y))  # fmt: skip
+    if largest and kept:
+        return [max(kept, key=lambda f: f.w * f.h)]
+    return kept
+
+
+def _face_rows(source: Source, frame: int, faces: list[Face], probs: np.ndarray,
+               tta: str) -> list[dict]:  # fmt: skip
     rows = []
     for i, (face, p) in enumerate(zip(faces, probs, strict=True)):
         rows.append({
@@ -76,7 +108,7 @@ def _face_rows(source: Source, frame: int, faces: list[Face], probs: np.ndarray)
             "detector_score": round(face.score, 4), "label": EMOTIONS[int(p.argmax())],
             "confidence": round(float(p.max()), 4),
             **{f"p_{e}": round(float(v), 5) for e, v in zip(EMOTIONS, p, strict=True)},
-            "message": "",
+            "message": "", "tta": tta,
         })  # fmt: skip
     return rows
 
@@ -150,9 +182,11 @@ class _Annotator:
             self.video.release()
 
 
-def _predict_source(source: Source, classifier: Classifier, detect, margin: float, every: int,
-                    max_frames: int | None, annotate: Path | None,
-                    taken: set[Path]) -> Iterator[dict]:  # fmt: skip
+def _predict_source(
+    source: Source, classifier: Classifier, detect, margin: float | None, every: int,
+    max_frames: int | None, annotate: Path | None, taken: set[Path], tta: str,
+    min_score: float | None, largest: bool,
+) -> Iterator[dict]:  # fmt: skip
     annotator = _Annotator(annotate, source, every, taken) if annotate else None
     progress = tqdm(
         total=frame_count(source, every), unit="frame", desc=Path(source.name).name,
@@ -161,16 +195,18 @@ def _predict_source(source: Source, classifier: Classifier, detect, margin: floa
     seen = faceless = 0
     try:
         for index, image in frames(source, every, max_frames):
-            faces = sorted(detect(image), key=lambda f: (f.x, f.y))  # left to right
-            probs = classifier(crop_faces(image, faces, margin)) if faces else np.zeros((0, 7))
+            found = detect(image)
+            faces = select_faces(found, min_score, largest)
+            probs = classify(classifier, crop_faces(image, faces, margin), tta)
             problem = annotator.add(draw(image, faces, probs)) if annotator else None
             progress.update()
             seen += 1
             if faces:
-                rows = _face_rows(source, index, faces, probs)
+                rows = _face_rows(source, index, faces, probs, tta)
             else:
                 faceless += 1
-                rows = [_status_row(source, "no_face", index, "no face found")]
+                below = f" ({len(found)} scored below {min_score:g})" if found else ""
+                rows = [_status_row(source, "no_face", index, "no face found" + below)]
             if problem:
                 for row in rows:
                     row["message"] = "; ".join(filter(None, (row["message"], problem)))
@@ -188,19 +224,29 @@ def predict_sources(
     inputs: list[str],
     classifier: Classifier,
     detector: str = "haar",
-    margin: float = 0.15,
+    margin: float | None = None,
     min_face: int = 30,
     step: float = HAAR_STEP,
     every: int = 1,
     max_frames: int | None = None,
     annotate: str | Path | None = None,
     progress: bool = True,
+    tta: str | None = None,
+    min_score: float | None = None,
+    largest: bool = False,
 ) -> Iterator[dict]:
     """Rows (see :data:`COLUMNS`) for every face in ``inputs``: image files, folders (recursive),
     videos (every ``every``-th frame) and webcam indices. Status ``ok`` per face, ``no_face`` for
     a frame without one, ``error`` (with the reason, also logged) for an input that cannot be
     used or on which anything failed, ``skipped`` for a file in a folder that is not an image or
-    video. Every input gets at least one row; only KeyboardInterrupt and the like stop it."""
+    video. Every input gets at least one row; only KeyboardInterrupt and the like stop it.
+    ``tta``: a name in :data:`TTA_CHOICES` for every source, None for :data:`DEFAULT_TTA`;
+    ``min_score`` and ``largest``: which faces of a frame are kept (:func:`select_faces`);
+    ``margin``: None crops by the detector's geometry measured on FER2013
+    (:data:`~fer_utils.inference.faces.CROP_GEOMETRY`), a number by the box's square widened by
+    that fraction on each side."""
+    if tta is not None:
+        require_choice("tta", tta, TTA_CHOICES)
     detect = make_detector(detector, min_face, step)
     margin = 0.0 if detector == "none" else margin  # the image is the crop: take it as it is
     sources = expand_sources(inputs)
@@ -217,8 +263,9 @@ def predict_sources(
             continue
         try:
             yield from _predict_source(
-                source, classifier, detect, margin, every, max_frames, annotate, taken
-            )
+                source, classifier, detect, margin, every, max_frames, annotate, taken,
+                tta or DEFAULT_TTA[source.kind], min_score, largest,
+            )  # fmt: skip
         except Exception as error:  # whatever it is, it is this input's row: the batch goes on
             message = one_line(error)
             log.warning("%s: %s", source.name, message)

@@ -141,7 +141,7 @@ async function analyse(pixels, { whole = false, minFace = minFaceChosen() } = {}
     const t1 = performance.now();
     const faces = whole ? P.wholeImage(rgb) : P.detectFaces(cv, state.cascade, rgb, { minFace });
     const t2 = performance.now();
-    const crops = P.cropFaces(cv, rgb, faces, whole ? 0.0 : P.MARGIN);
+    const crops = P.cropFaces(cv, rgb, faces);
     const t3 = performance.now();
     const probs = await P.classify(ort, state.session, crops.input, faces.length);
     const t4 = performance.now();

@@ -14,7 +14,14 @@ export const DETECT_MAX_SIDE = 1280; // faces.py: detection runs on a copy no la
 export const HAAR_WINDOW = 24; // faces.py: the cascade's detection window, pixels
 export const HAAR_STEP = 1.2; // faces.py: ratio between successive face sizes searched
 export const MIN_FACE = 30; // predict's --min-face default
-export const MARGIN = 0.15; // predict's --margin default
+// faces.py CROP_GEOMETRY (measured on FER2013 by `python benchmarks/bench_framing.py --fit`):
+// how a crop frames a detector's box, so that it frames the face as FER2013's 48×48 images do.
+// The page detects with Haar only; "none" is the whole image as one face. Keep in step with
+// faces.py (tests/test_framing.py compares them).
+export const CROP_GEOMETRY = {
+  haar: { scale: 1.029, dx: 0.0, dy: 0.0 },
+  none: { scale: 1.0, dx: 0.0, dy: 0.0 },
+};
 export const MAX_PIXELS = 100_000_000; // media.py: larger images are refused
 
 /** Python's round(): to the nearest integer, halves to the even one (JS rounds them up). */
@@ -90,7 +97,7 @@ export function detectFaces(cv, cascade, rgb, { minFace = MIN_FACE, step = HAAR_
       const b = boxes.get(i);
       let box = [b.x, b.y, b.width, b.height];
       if (scale !== 1.0) box = box.map((v) => pyRound(v / scale));
-      faces.push({ x: box[0], y: box[1], w: box[2], h: box[3], score: weights.get(i) });
+      faces.push({ x: box[0], y: box[1], w: box[2], h: box[3], score: weights.get(i), detector: "haar" });
     }
     return faces.sort((a, b) => a.x - b.x || a.y - b.y);
   });
@@ -98,23 +105,45 @@ export function detectFaces(cv, cascade, rgb, { minFace = MIN_FACE, step = HAAR_
 
 /** The whole image as one face (predict --detector none: the image is already a crop). */
 export function wholeImage(rgb) {
-  return [{ x: 0, y: 0, w: rgb.cols, h: rgb.rows, score: 1.0 }];
+  return [{ x: 0, y: 0, w: rgb.cols, h: rgb.rows, score: 1.0, detector: "none" }];
 }
 
-/** faces.py crop_faces: square grey crops around ``faces`` widened by ``margin`` of the box on
- * each side, edge pixels replicated outside the image (getRectSubPix), resized to 48×48 with
- * INTER_AREA. Returns {pixels: Uint8Array(N·48·48), input: Float32Array of the same, 0–255}. */
-export function cropFaces(cv, rgb, faces, margin = MARGIN) {
+/** faces.py Geometry.square: [x0, y0, side] of the crop of ``face`` framed by ``geometry``, in
+ * whole pixels (it may reach outside the image). The same arithmetic, in the same order. */
+export function cropSquare(face, geometry) {
+  const side = Math.max(1, pyRound(geometry.scale * Math.max(face.w, face.h)));
+  const cx = face.x + face.w / 2 + geometry.dx * face.w;
+  const cy = face.y + face.h / 2 + geometry.dy * face.h;
+  return [Math.floor(cx - side / 2 + 0.5), Math.floor(cy - side / 2 + 0.5), side];
+}
+
+/** faces.py crop_square: the side×side pixels of the 1-channel ``grey`` from (x0, y0), edge
+ * pixels replicated where the square leaves the image; a cv.Mat (the caller deletes it). */
+function cropPixels(cv, grey, x0, y0, side) {
+  const { rows, cols } = grey;
+  const src = grey.data;
+  const out = new Uint8Array(side * side);
+  const at = Int32Array.from({ length: side }, (_, c) => Math.min(cols - 1, Math.max(0, x0 + c)));
+  for (let r = 0; r < side; r++) {
+    const row = Math.min(rows - 1, Math.max(0, y0 + r)) * cols;
+    for (let c = 0; c < side; c++) out[r * side + c] = src[row + at[c]];
+  }
+  return cv.matFromArray(side, side, cv.CV_8UC1, out);
+}
+
+/** faces.py crop_faces: square grey crops of ``faces``, each framed by ``geometry`` if given,
+ * else by its detector's CROP_GEOMETRY, on whole pixels (edges replicated outside the image),
+ * resized to 48×48 with INTER_AREA. Returns {pixels: Uint8Array(N·48·48), input: Float32Array
+ * of the same, 0–255}. */
+export function cropFaces(cv, rgb, faces, geometry = null) {
   return withMats((keep) => {
     const n = IMAGE_SIZE * IMAGE_SIZE;
     const pixels = new Uint8Array(faces.length * n);
     const grey = keep(new cv.Mat());
     cv.cvtColor(rgb, grey, cv.COLOR_RGB2GRAY);
     faces.forEach((f, i) => {
-      const side = Math.max(1, pyRound(Math.max(f.w, f.h) * (1 + 2 * margin)));
-      const centre = { x: f.x + f.w / 2 - 0.5, y: f.y + f.h / 2 - 0.5 };
-      const patch = keep(new cv.Mat());
-      cv.getRectSubPix(grey, new cv.Size(side, side), centre, patch, -1);
+      const [x0, y0, side] = cropSquare(f, geometry ?? CROP_GEOMETRY[f.detector ?? "none"]);
+      const patch = keep(cropPixels(cv, grey, x0, y0, side));
       const crop = keep(new cv.Mat());
       cv.resize(patch, crop, new cv.Size(IMAGE_SIZE, IMAGE_SIZE), 0, 0, cv.INTER_AREA);
       pixels.set(crop.data, i * n);
