@@ -18,9 +18,8 @@ from fer_utils.cleaning import clean
 from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root, results_dir
 from fer_utils.data import DataError, Dataset, load_fer2013
 from fer_utils.evaluation import predict
-from fer_utils.files import writable_folder
+from fer_utils.files import file_sha256, writable_folder
 from fer_utils.models import save_for_inference
-from fer_utils.provenance import file_sha256
 from fer_utils.runs import (
     EVAL_SPLITS,
     Run,

@@ -7,6 +7,7 @@ the work they only speed up (:func:`read_cache`, :func:`write_cache`)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -120,3 +121,12 @@ def write_cache(
                     target, error.strerror or error, skip)  # fmt: skip
         return False
     return True
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ that path, or from predictions that were since re-written, is stale.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -18,19 +17,11 @@ from pathlib import Path
 from PIL import Image
 
 from fer_utils.config import project_root
+from fer_utils.files import file_sha256
 from fer_utils.runs import predictions_path
 
 SOURCE_KEY = "Source"  # the PNG text chunk
 _current: dict = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(2**20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _relative(path: Path) -> str:
@@ -70,11 +61,6 @@ def made_from(
     global _current
     _current = describe_sources(model, runs, data_sha256)
     return _current
-
-
-def current_sources() -> dict:
-    """What :func:`made_from` last named (empty if nothing)."""
-    return dict(_current)
 
 
 def png_metadata() -> dict[str, str]:

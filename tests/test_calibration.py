@@ -25,10 +25,10 @@ from fer_utils.cli import main
 from fer_utils.config import figures_dir, results_dir
 from fer_utils.data import load_fer2013
 from fer_utils.evaluation import predict
+from fer_utils.files import file_sha256
 from fer_utils.inference import load_classifier
 from fer_utils.inference.export import export_model, max_difference
 from fer_utils.models import build_model, save_for_inference
-from fer_utils.provenance import file_sha256
 
 from conftest import ROOT, SAMPLE_CSV
 

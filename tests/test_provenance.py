@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fer_utils import provenance
+from fer_utils.files import file_sha256
 from fer_utils.runs import all_runs, predictions_path, write_run
 from fer_utils.visualize import save_figure
 
@@ -80,7 +81,7 @@ def test_committed_figure_matches_its_inputs(figure: Path) -> None:
 
 def test_default_model_choice_names_the_committed_file() -> None:
     choice = json.loads((ROOT / "models" / "default.json").read_text())
-    assert choice["sha256"] == provenance.file_sha256(ROOT / "models" / "default.keras")
+    assert choice["sha256"] == file_sha256(ROOT / "models" / "default.keras")
 
 
 def test_committed_ensembles_name_their_members_predictions(monkeypatch) -> None:

@@ -17,8 +17,7 @@ import numpy as np
 from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root
 from fer_utils.data import as_batch
 from fer_utils.errors import ModelError
-from fer_utils.files import atomic_path, atomic_write_text
-from fer_utils.provenance import file_sha256
+from fer_utils.files import atomic_path, atomic_write_text, file_sha256
 from fer_utils.runs import DEFAULT_MODEL, trained_run
 
 log = logging.getLogger(__name__)
