@@ -18,41 +18,18 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import ops
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from fer_utils.config import figures_dir, results_dir
-from fer_utils.ensemble import EPS, SELECTION_SPLIT
+from fer_utils.config import EPS, figures_dir, results_dir
+from fer_utils.ensemble import SELECTION_SPLIT
 from fer_utils.errors import UsageError
 from fer_utils.files import atomic_write_text
+from fer_utils.layers import Temperature
 from fer_utils.runs import DEFAULT_MODEL, versions
 
 BINS = 15  # equal-width confidence bins of the ECE and the reliability diagram
 TEMPERATURES = (1e-2, 1e2)  # the range searched for T
-
-
-@keras.saving.register_keras_serializable(package="fer_utils")
-class Temperature(keras.layers.Layer):
-    """Probabilities p → softmax(log(max(p, eps)) / temperature): temperature scaling of a
-    softmax model's output, its order (argmax) unchanged. Nothing in it is trained."""
-
-    def __init__(self, temperature: float, eps: float = EPS, **kwargs) -> None:
-        kwargs.setdefault("trainable", False)
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.temperature = float(temperature)
-        self.eps = float(eps)
-
-    def call(self, probabilities):
-        logits = ops.log(ops.maximum(probabilities, self.eps)) / self.temperature
-        return ops.softmax(logits, axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "temperature": self.temperature, "eps": self.eps}
 
 
 def _log(probabilities: np.ndarray) -> np.ndarray:

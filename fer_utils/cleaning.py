@@ -19,11 +19,11 @@ import pandas as pd
 from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from tqdm import tqdm
 
 from fer_utils.config import SPLITS, cache_dir
 from fer_utils.data import Dataset
 from fer_utils.files import read_cache, write_cache
+from fer_utils.progress import progress_bar
 
 BLANK_STD = 3.0
 """An image whose pixel standard deviation is below this many grey levels is 'blank'."""
@@ -75,12 +75,8 @@ def perceptual_hashes(images: np.ndarray, progress: bool = True) -> np.ndarray:
     hashes = np.fromiter(
         (
             int(str(imagehash.phash(Image.fromarray(face))), 16)
-            for face in tqdm(
-                images,
-                desc="perceptual hashes",
-                disable=None if progress else True,
-                leave=False,
-                mininterval=2,  # None: shown in a terminal, not in a notebook
+            for face in progress_bar(
+                images, progress, desc="perceptual hashes", leave=False, mininterval=2
             )
         ),
         dtype=np.uint64,

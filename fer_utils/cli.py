@@ -543,8 +543,7 @@ def _export_ensemble(args: argparse.Namespace) -> None:
     "export", "export a .keras model or an ensemble to ONNX or TFLite and check it", _export_args
 )
 def cmd_export(args: argparse.Namespace) -> None:
-    import fer_utils.inference.export  # noqa: F401  (registers the ensemble and temperature layers)
-    from fer_utils.inference import load_classifier
+    from fer_utils.inference import load_classifier  # (its loader registers fer_utils.layers)
 
     if args.ensemble:
         if args.model:
@@ -570,7 +569,6 @@ def _calibrate_args(p: argparse.ArgumentParser) -> None:
     _calibrate_args,
 )
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    import fer_utils.inference.export  # noqa: F401  (registers the ensemble layers)
     from fer_utils.calibration import calibrate_and_record, default_out
     from fer_utils.config import models_dir
     from fer_utils.files import writable_folder

@@ -19,6 +19,7 @@ SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 """FER2013's ``Usage`` values: train / validation (model selection) / test (final number)."""
 
 IMAGE_SIZE = 48
+EPS = 1e-7  # probabilities are clipped to [EPS, 1] before taking logs
 
 AUGMENTATIONS: tuple[str, ...] = (
     "none",

@@ -18,12 +18,12 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.model_selection import StratifiedKFold
-from tqdm import tqdm
 
-from fer_utils.config import models_dir
+from fer_utils.config import EPS, models_dir
 from fer_utils.errors import ModelError, UsageError
 from fer_utils.evaluation import comparison_table, metrics, predict
 from fer_utils.files import atomic_open
+from fer_utils.progress import progress_bar
 from fer_utils.provenance import describe_sources
 from fer_utils.runs import (
     EVAL_SPLITS,
@@ -33,13 +33,13 @@ from fer_utils.runs import (
     predictions_path,
     read_predictions,
     read_run,
+    trainer_record,
     write_run,
 )
 
 SELECTION_SPLIT = "PublicTest"
 MIN_WEIGHT = 1e-3  # fitted weights below this (in magnitude) are dropped
 STACKING_L2 = 0.01  # ridge penalty of fit_stacking, chosen by cross-validation within PublicTest
-EPS = 1e-7  # probabilities are clipped to [EPS, 1] before taking logs
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def greedy_selection(validation: SplitPredictions, rounds: int = 25) -> tuple[En
         scores = []
         for k in range(len(members)):
             trial = soft_vote(members, counts + np.eye(len(members))[k])
-            scores.append((metrics(labels, trial)["accuracy"], -_log_loss(labels, trial)))
+            scores.append((np.mean(trial.argmax(1) == labels), -_log_loss(labels, trial)))
         pick = max(range(len(members)), key=scores.__getitem__)
         counts[pick] += 1
         if validation.names[pick] not in order:
@@ -337,37 +337,30 @@ def member_runs(profile: str, labels: np.ndarray | None = None) -> list[str]:
 
 
 def with_models(names: Sequence[str]) -> list[str]:
-    """Those of ``names`` whose model files exist (the members that can teach a student).
-
-    Raises:
-        UsageError: none has; model files other than the default are not committed, so a fresh
-            clone has the members' predictions but must retrain (or download) their models.
-    """
-    found = [n for n in names if model_path(read_run(n))]
-    if not found:
-        raise UsageError(
-            f"none of the {len(names)} runs has its model file here (e.g. "
-            f"{models_dir() / read_run(names[0]).trainer}.keras): only their predictions are "
-            "committed. Retrain members first (e.g. ./run_all.sh --profile cpu --only 02), or "
-            "pass members=[...] of runs you have."
-            if names
-            else "no runs given"
-        )
-    return found
+    """Those of ``names`` whose model files exist (the members that can teach a student): often
+    none in a fresh clone, which has the members' predictions but not their models (only the
+    default model is committed)."""
+    return [n for n in names if model_path(read_run(n))]
 
 
 def load_member_models(names: Sequence[str]) -> dict:
     """The saved models of ensemble members, by the run that trained them, without any
     calibration temperature added since (the records pooled the networks' own probabilities);
-    all missing ones are named in one :class:`ModelError` before anything loads."""
+    all missing ones are named in one :class:`ModelError`, with the commands that retrain
+    them, before anything loads."""
     import keras  # here, not above: ensembles of saved predictions need no TensorFlow
 
     runs = [read_run(n) for n in names]
-    missing = sorted({str(models_dir() / f"{r.trainer}.keras") for r in runs if not model_path(r)})
+    missing: dict[str, Run] = {}  # trainer → the first member that needs its model
+    for run in runs:
+        if model_path(run) is None:
+            missing.setdefault(run.trainer, run)
     if missing:
+        files = [f"{r.run_name} ({models_dir() / f'{t}.keras'})" for t, r in missing.items()]
+        commands = "; ".join(f"`{trainer_record(r).command}`" for r in missing.values())
         raise ModelError(
-            f"the members' models are needed but missing: {', '.join(missing)}. Retrain those "
-            f"runs (their results JSON holds the command) or leave them out of the ensemble."
+            f"{len(missing)} of the members' models are missing: {', '.join(files)}. Only the "
+            f"default model is committed; retrain them with {commands}"
         )
     from fer_utils.calibration import uncalibrated  # (it imports this module)
 
@@ -388,7 +381,7 @@ def teacher_probabilities(
     runs = [read_run(n) for n in ensemble.names]
     members = [
         predict(models[run.trainer], faces, tta=run.tta or False)
-        for run in tqdm(runs, desc="teacher members", unit="member", disable=not progress)
+        for run in progress_bar(runs, progress, desc="teacher members", unit="member")
     ]
     return ensemble.combine(np.stack(members)).astype(np.float32)
 

@@ -5,6 +5,8 @@ lighting robustness."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import (
@@ -14,10 +16,11 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
 )
-from tqdm import tqdm
 
 from fer_utils.config import EMOTIONS
 from fer_utils.data import as_batch
+from fer_utils.errors import UsageError
+from fer_utils.progress import progress_bar
 from fer_utils.tta import TTA, TTA_SETS, tta_views
 
 
@@ -72,6 +75,25 @@ def bootstrap_gain_ci(
     return bootstrap_mean_ci(gain, **options)
 
 
+def recall_gains(
+    labels: np.ndarray, predicted: np.ndarray, baseline: np.ndarray, **options
+) -> pd.DataFrame:
+    """Per emotion: the recall of ``predicted`` and of ``baseline`` (labels) on the same faces,
+    their difference with its paired bootstrap interval (that emotion's faces resampled;
+    ``options`` as for :func:`bootstrap_mean_ci`), and ``worse``: the whole interval below 0,
+    a loss beyond noise."""
+    labels = np.asarray(labels)
+    rows = {}
+    for k, emotion in enumerate(EMOTIONS):
+        mine = labels == k
+        if mine.any():
+            new, old = np.mean(predicted[mine] == k), np.mean(baseline[mine] == k)
+            low, high = bootstrap_gain_ci(labels[mine], predicted[mine], baseline[mine], **options)
+            rows[emotion] = {"recall": new, "baseline": old, "gain": new - old,
+                             "low": low, "high": high, "worse": high < 0}  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def per_class_report(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
     """Precision, recall, F1 and support per emotion (scikit-learn's classification report)."""
     report = classification_report(
@@ -104,8 +126,7 @@ def predict(
         return model.predict(x, batch_size=batch_size, verbose=0)
     views = TTA() if tta is True else TTA_SETS[tta] if isinstance(tta, str) else tta
     total = np.zeros((len(x), len(EMOTIONS)), np.float64)
-    bar = {"desc": "TTA views", "disable": None if progress else True}  # None: a terminal only
-    for view in tqdm(tta_views(x, views), total=len(views), **bar):
+    for view in progress_bar(tta_views(x, views), progress, total=len(views), desc="TTA views"):
         total += model.predict(view, batch_size=batch_size, verbose=0)
     return (total / len(views)).astype(np.float32)
 
@@ -166,6 +187,34 @@ def lighting_robustness(
                     {"model": name, "shift": shift, "strength": strength, "accuracy": accuracy}
                 )
     return pd.DataFrame(rows)
+
+
+def saved_robustness(
+    path: Path, clean_accuracy: dict[str, float], strengths: tuple[float, ...]
+) -> pd.DataFrame:
+    """A :func:`lighting_robustness` table measured earlier and saved as CSV, for when the
+    models are not at hand, checked against ``clean_accuracy`` (each model's PrivateTest
+    accuracy as its record has it now) and the ``strengths`` asked for: a
+    :class:`~fer_utils.errors.UsageError` if the file is missing, was measured at other
+    strengths, or on other models (its unshifted accuracy differs from the record's, or a
+    model is absent)."""
+    if not path.is_file():
+        raise UsageError(f"{path.name} not found: measure it with the models (reuse=False)")
+    table = pd.read_csv(path)
+    measured = sorted(set(table.strength) - {0.0})
+    if measured != sorted(strengths):
+        raise UsageError(
+            f"{path.name} was measured at strengths {measured}, not {sorted(strengths)}: "
+            "measure it again with the models (reuse=False)"
+        )
+    clean = table[table.strength == 0].groupby("model").accuracy.first()
+    stale = [m for m, a in clean_accuracy.items() if m not in clean or not np.isclose(clean[m], a)]
+    if stale:
+        raise UsageError(
+            f"{path.name} was measured on other models than {', '.join(stale)} are now: "
+            "measure it again with the models (reuse=False)"
+        )
+    return table[table.model.isin(list(clean_accuracy))]
 
 
 def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:

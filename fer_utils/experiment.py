@@ -4,8 +4,10 @@ results record. The ``train`` command and the notebooks both call :func:`run_exp
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +19,16 @@ from fer_utils.checkpoints import RunState
 from fer_utils.cleaning import clean
 from fer_utils.config import checkpoints_dir, get_profile, models_dir, project_root, results_dir
 from fer_utils.data import DataError, Dataset, load_fer2013
+from fer_utils.errors import ModelError
 from fer_utils.evaluation import predict
-from fer_utils.files import file_sha256, writable_folder
+from fer_utils.files import atomic_path, file_sha256, writable_folder
+from fer_utils.layers import Temperature  # noqa: F401  (registered: calibrated models load)
 from fer_utils.models import save_for_inference
 from fer_utils.runs import (
     EVAL_SPLITS,
     Run,
     check_run_name,
+    history_path,
     model_path,
     read_predictions,
     read_run,
@@ -119,7 +124,7 @@ def run_experiment(
         records[tta_set or "plain"] = run
         suffix = run.run_name.removeprefix(run_name)
         probabilities |= {f"{split}{suffix}": p for split, p in probs.items()}
-    RunState(checkpoints).finish_recording()
+    _finish(run_name, checkpoints)
     keras.backend.clear_session()
     return Experiment(run_name, saved, result, records, probabilities)
 
@@ -176,29 +181,50 @@ def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Run:
     return run
 
 
+def _finish(run_name: str, checkpoints: Path) -> None:
+    """After a run's model and records are written: its per-epoch log is kept beside the
+    record (:func:`~fer_utils.runs.history_path`) and the checkpoint marked recorded."""
+    state = RunState(checkpoints)
+    log = state.log()
+    if not log.empty:
+        history_path(run_name).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(history_path(run_name)) as temp:
+            log.to_csv(temp, index=False)
+    state.finish_recording()
+
+
 def load_history(run_name: str) -> pd.DataFrame:
-    """The per-epoch log of a run (``checkpoints/<run>/log.csv``); empty if there is none."""
-    return RunState(checkpoints_dir() / run_name).log()
+    """The per-epoch log of a finished run: the copy kept in ``results/history/``, else (a run
+    recorded before logs were kept there) ``checkpoints/<run>/log.csv``; empty if there is
+    neither."""
+    kept = history_path(run_name)
+    return pd.read_csv(kept) if kept.is_file() else RunState(checkpoints_dir() / run_name).log()
 
 
 @dataclass
 class TrainedRun:
-    """A finished run as later notebooks use it: model, record and per-split probabilities."""
+    """A finished run as later notebooks use it: record, per-split probabilities, per-epoch
+    log and (loaded on first use) model."""
 
     run_name: str
-    model: keras.Model
     record: Run
     probabilities: dict[str, np.ndarray]
     history: pd.DataFrame
 
+    @functools.cached_property
+    def model(self) -> keras.Model:
+        """The saved model, loaded when first asked for; a :class:`~fer_utils.errors.ModelError`
+        that says how to get it if its file is not on this machine."""
+        _, model_file = trained_run(self.run_name)
+        return keras.saving.load_model(model_file, safe_mode=True)
+
 
 def load_run(run_name: str) -> TrainedRun:
-    """A finished training run: its model (:func:`~fer_utils.runs.trained_run`), record,
-    predictions and per-epoch log."""
-    record, model_file = trained_run(run_name)
+    """A finished training run: its record, predictions and per-epoch log; its model is read
+    when :attr:`TrainedRun.model` is first used."""
+    record = read_run(run_name)
     probabilities = {s: p for s, (_, p) in read_predictions(run_name).items() if s in EVAL_SPLITS}
-    model = keras.saving.load_model(model_file, safe_mode=True)
-    return TrainedRun(run_name, model, record, probabilities, load_history(run_name))
+    return TrainedRun(run_name, record, probabilities, load_history(run_name))
 
 
 def has_run(run_name: str) -> bool:
@@ -206,7 +232,9 @@ def has_run(run_name: str) -> bool:
     return record_path(run_name).is_file() and model_path(read_run(run_name)) is not None
 
 
-def stale_reason(run_name: str, config: TrainConfig, dataset: Dataset, profile: str) -> str | None:
+def stale_reason(
+    run_name: str, config: TrainConfig | PretrainConfig, dataset: Dataset, profile: str
+) -> str | None:
     """Why the saved run ``run_name`` does not answer this request (None: it does, reuse it):
     no record, or one made from other data, another profile, seed or label fraction, or other
     test faces (e.g. a subset drawn with another seed)."""
@@ -214,7 +242,7 @@ def stale_reason(run_name: str, config: TrainConfig, dataset: Dataset, profile: 
         return "not trained yet"
     run = read_run(run_name)
     wanted = {"data": dataset.sha256, "profile": profile, "seed": config.seed,
-              "label_fraction": config.label_fraction}  # fmt: skip
+              "label_fraction": getattr(config, "label_fraction", 1.0)}  # fmt: skip
     found = {"data": run.data_sha256, "profile": run.profile, "seed": run.config.get("seed"),
              "label_fraction": run.config.get("label_fraction", 1.0)}  # fmt: skip
     differ = [key for key in wanted if wanted[key] != found[key]]
@@ -227,11 +255,11 @@ def stale_reason(run_name: str, config: TrainConfig, dataset: Dataset, profile: 
     return None
 
 
-def _train_unless_fresh(
-    config: TrainConfig, run_name: str, dataset: Dataset, profile: str, command: str,
-    reuse: bool, need_model: bool, verbose: int | str = "auto",
+def _unless_fresh(
+    run_name: str, config: TrainConfig | PretrainConfig, dataset: Dataset, profile: str,
+    reuse: bool, need_model: bool, train: Callable[[], object],
 ) -> None:  # fmt: skip
-    """Train the run unless ``reuse`` and the saved one answers the request (with its model
+    """Call ``train`` unless ``reuse`` and the saved run answers the request (with its model
     file, if ``need_model``); a saved run that is trained again is said so, with the reason."""
     reason = stale_reason(run_name, config, dataset, profile) if reuse else None
     if reuse and not reason and need_model and not has_run(run_name):
@@ -240,7 +268,13 @@ def _train_unless_fresh(
         return
     if reason and reason != "not trained yet":
         logging.warning("training %s again: %s", run_name, reason)
-    run_experiment(config, run_name, dataset, profile, command, verbose=verbose)
+    init = getattr(config, "init", None)  # the run that writes it was read, not trained, here
+    if init and not Path(init).is_file():
+        raise ModelError(
+            f"{run_name} must be trained ({reason or 'reuse=False'}) and starts from {init}, "
+            "which is not on this machine: train the run that writes it again first (reuse=False)"
+        )
+    train()
 
 
 def train_or_load(
@@ -251,12 +285,17 @@ def train_or_load(
     command: str,
     reuse: bool = True,
     verbose: int | str = "auto",
+    need_model: bool = True,
 ) -> TrainedRun:
-    """:func:`load_run` if ``reuse`` and the saved run answers this request (its model and
-    record exist, made from this data, profile, seed and faces: :func:`stale_reason`), e.g.
-    trained by ``python -m fer_utils train`` in the background; else :func:`run_experiment`
-    first."""
-    _train_unless_fresh(config, run_name, dataset, profile, command, reuse, True, verbose)
+    """:func:`load_run` if ``reuse`` and the saved run answers this request (its record made
+    from this data, profile, seed and faces: :func:`stale_reason`; its model file there too,
+    unless not ``need_model``: for tables and curves that read only the record, predictions
+    and log), e.g. trained by ``python -m fer_utils train`` in the background; else
+    :func:`run_experiment` first."""
+    _unless_fresh(
+        run_name, config, dataset, profile, reuse, need_model,
+        lambda: run_experiment(config, run_name, dataset, profile, command, verbose=verbose),
+    )  # fmt: skip
     return load_run(run_name)
 
 
@@ -271,7 +310,27 @@ def train_or_read_record(
     """The run's record, trained first unless ``reuse`` and the saved record answers this
     request (:func:`stale_reason`): for tables and curves that need a run's numbers but not
     its model file."""
-    _train_unless_fresh(config, run_name, dataset, profile, command, reuse, False)
+    _unless_fresh(
+        run_name, config, dataset, profile, reuse, False,
+        lambda: run_experiment(config, run_name, dataset, profile, command),
+    )  # fmt: skip
+    return read_run(run_name)
+
+
+def pretrain_or_read_record(
+    config: PretrainConfig,
+    run_name: str,
+    dataset: Dataset,
+    profile: str,
+    command: str,
+    reuse: bool = True,
+) -> Run:
+    """The SimCLR run's record, pretrained first (:func:`run_pretraining`) unless ``reuse`` and
+    the saved record answers this request (:func:`stale_reason`)."""
+    _unless_fresh(
+        run_name, config, dataset, profile, reuse, False,
+        lambda: run_pretraining(config, run_name, dataset, profile, command),
+    )  # fmt: skip
     return read_run(run_name)
 
 
@@ -312,6 +371,6 @@ def run_pretraining(
         },
         model_file=os.path.relpath(saved, project_root()),
     )  # fmt: skip
-    RunState(checkpoints).finish_recording()
+    _finish(run_name, checkpoints)
     keras.backend.clear_session()
     return saved

@@ -89,8 +89,8 @@ class LabelCurve:
         fractions: list[float] | None = None,
     ) -> pd.DataFrame:  # fmt: skip
         """One row per label fraction: PrivateTest accuracy of both starts with their 95 %
-        bootstrap intervals, the gain of SimCLR over random with its paired interval, and the
-        Training rows used."""
+        bootstrap intervals, the gain of SimCLR over random with its paired interval, the
+        Training rows used and the two runs' names (``<init>_run``)."""
         labels = dataset.split("PrivateTest").labels
         rows = []
         for fraction in fractions or list(self.schedule):
@@ -102,6 +102,7 @@ class LabelCurve:
                 row[init] = correct.mean()
                 row[f"{init}_low"], row[f"{init}_high"] = bootstrap_ci(labels, predicted[init])
                 row["train_rows"] = record.details["train_rows"]
+                row[f"{init}_run"] = record.run_name
             row["gain"] = row["simclr"] - row["random"]
             row["gain_low"], row["gain_high"] = bootstrap_gain_ci(
                 labels, predicted["simclr"], predicted["random"]

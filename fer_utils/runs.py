@@ -77,8 +77,8 @@ class Run:
 
     @property
     def config(self) -> dict:
-        """The training settings (empty for ensembles and pretraining)."""
-        return self.details.get("config") or {}
+        """The training settings (a SimCLR run's pretraining settings; empty for ensembles)."""
+        return self.details.get("config") or self.details.get("pretrain_config") or {}
 
     @property
     def distilled(self) -> bool:
@@ -169,6 +169,13 @@ def record_path(run_name: str) -> Path:
 def predictions_path(run_name: str) -> Path:
     """Where a run's per-split labels and probabilities are (``results/predictions/<run>.npz``)."""
     return results_dir() / "predictions" / f"{run_name}.npz"
+
+
+def history_path(run_name: str) -> Path:
+    """Where a finished run's per-epoch log is kept (``results/history/<run>.csv``): a copy of
+    ``checkpoints/<run>/log.csv``, committed with the record so learning curves can be drawn
+    on any machine."""
+    return results_dir() / "history" / f"{run_name}.csv"
 
 
 def _read_json(path: Path) -> Any:
@@ -316,6 +323,14 @@ def model_path(run: Run) -> Path | None:
     if chosen.is_file() and json.loads(chosen.read_text()).get("run_name") == run.trainer:
         return models_dir() / DEFAULT_MODEL
     return None
+
+
+def trainer_record(run: Run) -> Run:
+    """The record of the run that trained ``run``'s model (``run`` itself if it is gone)."""
+    try:
+        return read_run(run.trainer)
+    except FileNotFoundError:
+        return run
 
 
 def trained_run(run_name: str) -> tuple[Run, Path]:

@@ -51,11 +51,14 @@ def _reported(runs: pd.DataFrame) -> pd.DataFrame:
 
 def results_table(runs: pd.DataFrame) -> str:
     """Markdown table of the non-quick runs: PrivateTest accuracy, balanced accuracy and
-    macro-F1 (percent), PublicTest accuracy, training minutes; best PrivateTest first."""
+    macro-F1 (percent), PublicTest accuracy, training minutes; ordered by what runs are
+    chosen by (:func:`selection_score`: PublicTest), never by PrivateTest."""
     runs = _reported(runs)
     if runs.empty:
         return NO_RESULTS
-    runs = runs.sort_values("PrivateTest_accuracy", ascending=False, na_position="last")
+    runs = runs.assign(score=selection_score(runs)).sort_values(
+        ["score", "PublicTest_accuracy"], ascending=False, na_position="last"
+    )
     header = (
         "| run | model | profile | PrivateTest acc. | balanced acc. | macro-F1 | PublicTest acc."
         " | train min |\n|---|---|---|---|---|---|---|---|"
@@ -84,7 +87,7 @@ def _family(runs: pd.DataFrame, family: str) -> pd.DataFrame:
     return singles[singles.architecture == family]
 
 
-def _selection_score(runs: pd.DataFrame) -> pd.Series:
+def selection_score(runs: pd.DataFrame) -> pd.Series:
     """What runs are ranked by: PublicTest accuracy; for an ensemble, fitted on PublicTest and
     so scored in-sample there, its method's cross-validated PublicTest accuracy (an ensemble
     recorded without one gets NaN and is not ranked)."""
@@ -94,7 +97,7 @@ def _selection_score(runs: pd.DataFrame) -> pd.Series:
 
 def published_comparison(runs: pd.DataFrame) -> str:
     """Markdown table: each published result of :data:`PUBLISHED` next to this project's
-    answer, without and with TTA. The run is the family's best by :func:`_selection_score`
+    answer, without and with TTA. The run is the family's best by :func:`selection_score`
     (PublicTest), never by PrivateTest (that would pick the luckiest run on the test set); its
     PrivateTest accuracy is what is compared."""
     runs = _reported(runs)
@@ -109,7 +112,7 @@ def published_comparison(runs: pd.DataFrame) -> str:
         members = _family(runs, family)
         cells = []
         for tta in (False, True):
-            scores = _selection_score(members[members.tta.notna() == tta])
+            scores = selection_score(members[members.tta.notna() == tta])
             if scores.isna().all():
                 cells.append("– | –")
                 continue

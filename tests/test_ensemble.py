@@ -228,6 +228,17 @@ def test_missing_member_models_are_named_in_one_clear_error(tmp_path, monkeypatc
     save_member("a", splits)
     save_member("a-tta", splits, "tta", tta="shifts", trained_by="a")  # a's model, once
     save_member("b", splits)
-    missing = f"missing: {tmp_path / 'a.keras'}, {tmp_path / 'b.keras'}. Retrain"
-    with pytest.raises(ModelError, match=re.escape(missing)):
+    files = f"a ({tmp_path / 'a.keras'}), b ({tmp_path / 'b.keras'})"
+    missing = re.escape(f"2 of the members' models are missing: {files}.") + ".* with `test`"
+    with pytest.raises(ModelError, match=missing):
         ens.load_member_models(["a", "a-tta", "b"])
+
+
+def test_members_without_model_files_cannot_teach(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_MODELS", str(tmp_path))
+    splits = {"PublicTest": (np.arange(7), np.eye(7))}
+    save_member("a", splits)
+    save_member("b", splits)
+    assert ens.with_models(["a", "b"]) == []  # a fresh clone: predictions, no models
+    (tmp_path / "a.keras").write_bytes(b"model")
+    assert ens.with_models(["a", "b"]) == ["a"]

@@ -149,7 +149,7 @@ def test_missing_member_models_name_the_members_and_their_commands(members, caps
     (models_dir() / "five.keras").unlink()  # five and five-tta: one model, named once
     assert main(["export", "--ensemble", "toy-ensemble"]) == 2
     err = capsys.readouterr().err
-    assert "2 of its members' models are missing: five (" in err and "Traceback" not in err
+    assert "2 of the members' models are missing: five (" in err and "Traceback" not in err
 
 
 def test_only_ensemble_records_are_exported_as_ensembles(members):

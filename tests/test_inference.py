@@ -547,6 +547,29 @@ def test_image_folder_jpegs_read_like_the_dataset_loader(real_images_zip, classi
     assert [by_id[i] for i in loaded.source_index] == [EMOTIONS[k] for k in direct]
 
 
+def test_set_default_leaves_out_a_run_that_loses_one_emotion_beyond_noise(caplog):
+    from fer_utils.config import models_dir
+    from fer_utils.runs import write_run
+
+    labels = np.repeat(np.arange(7), 100)
+    rng = np.random.default_rng(0)
+
+    def right(share: list[float]) -> np.ndarray:
+        """Probabilities right on the given share of each emotion's faces."""
+        hit = rng.random(len(labels)) < np.asarray(share)[labels]
+        return np.eye(7)[np.where(hit, labels, (labels + 1) % 7)]
+
+    shares = {"old": [0.6] * 7, "new": [0.9] * 6 + [0.2], "fair": [0.65] * 7}
+    for run, share in shares.items():
+        splits = {"PublicTest": (labels, right(share)), "PrivateTest": (labels, right(share))}
+        write_run(run, "trained", "toy", f"train {run}", "cpu", "sha", 1.0, splits)
+        (models_dir() / f"{run}.keras").write_bytes(run.encode())
+    assert set_default_model(["old"]) == "old"
+    # "new" is better on PublicTest overall (0.8 against 0.6) but loses "neutral" by 40 points
+    assert set_default_model(["old", "new", "fair"]) == "fair"
+    assert "new recognises neutral less often than the current default old" in caplog.text
+
+
 def test_set_default_picks_the_best_publictest_run_and_never_privatetest(tmp_path):
     from fer_utils.config import models_dir
     from fer_utils.runs import write_run

@@ -41,12 +41,12 @@ NOISE = (
 )
 
 
-def _code(cells: list[dict]) -> list[str]:
-    """The code of the cells, without papermill's injected parameters."""
+def _sources(cells: list[dict]) -> list[str]:
+    """The text of the cells (code and narration), without papermill's injected parameters."""
     return [
         "".join(c["source"])
         for c in cells
-        if c["cell_type"] == "code" and "injected-parameters" not in c["metadata"].get("tags", [])
+        if "injected-parameters" not in c["metadata"].get("tags", [])
     ]
 
 
@@ -58,7 +58,7 @@ def test_executed_copy_is_current_and_clean(executed: Path) -> None:
     assert "/work/" not in raw and "/home/" not in raw, "a path of the machine that ran it"
     notebook = json.loads(raw)
     editable = json.loads((ROOT / "notebooks" / executed.name).read_text())
-    assert _code(notebook["cells"]) == _code(editable["cells"]), (
+    assert _sources(notebook["cells"]) == _sources(editable["cells"]), (
         f"{executed.name} is older than notebooks/{executed.name}: "
         f"./run_all.sh --profile cpu --only {executed.name[:2]}"
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fer_utils.data import load_fer2013
+from fer_utils.errors import UsageError
+from fer_utils.evaluation import lighting_robustness, saved_robustness
 from fer_utils.preprocessing import CORRECTIONS, SHIFTS, correct, shift_lighting
 
 from conftest import SAMPLE_CSV
@@ -72,3 +75,33 @@ def test_lighting_shifts_move_intensity_the_stated_way(faces) -> None:
         assert column_ratio[:8].mean() > 0.95 and column_ratio[-8:].mean() < 1 - 0.7 * strength
     stronger = [shift_lighting(x, "darker", s).mean() for s in (0.2, 0.5, 0.8)]
     assert stronger == sorted(stronger, reverse=True)
+
+
+def test_a_saved_robustness_table_is_used_only_for_the_models_it_was_measured_on(
+    tmp_path,
+) -> None:
+    class Constant:
+        """A model that answers one emotion for every face."""
+
+        def __init__(self, emotion: int) -> None:
+            self.emotion = emotion
+
+        def predict(self, faces, **_) -> np.ndarray:
+            return np.tile(np.eye(7)[self.emotion], (len(faces), 1))
+
+    faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48, 1)).astype(np.float32)
+    labels = np.array([3] * 7 + [0] * 3)
+    models = {"happy": Constant(3), "angry": Constant(0)}
+    measured = lighting_robustness(models, faces, labels, strengths=(0.5,))
+    path = tmp_path / "robustness.csv"
+    measured.to_csv(path, index=False)
+    read = saved_robustness(path, {"happy": 0.7, "angry": 0.3}, (0.5,))
+    pd.testing.assert_frame_equal(read.reset_index(drop=True), measured)
+    with pytest.raises(UsageError, match="other models than angry"):
+        saved_robustness(path, {"happy": 0.7, "angry": 0.31}, (0.5,))  # retrained since
+    with pytest.raises(UsageError, match="other models than sad"):
+        saved_robustness(path, {"happy": 0.7, "sad": 0.3}, (0.5,))
+    with pytest.raises(UsageError, match=r"strengths \[0.5\], not \[0.25, 0.5\]"):
+        saved_robustness(path, {"happy": 0.7, "angry": 0.3}, (0.25, 0.5))
+    with pytest.raises(UsageError, match="not found"):
+        saved_robustness(tmp_path / "none.csv", {"happy": 0.7}, (0.5,))

@@ -65,8 +65,14 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     assert strong.metrics["PrivateTest"]["accuracy"] == 1.0
     stored = np.load(tmp_path / "predictions" / "strong.npz")
     assert np.allclose(stored["PrivateTest_probabilities"], good)
+    nearly = good.copy()
+    nearly[:4] = np.roll(nearly[:4], 1, axis=1)  # 4 of 40 wrong: below lucky on PrivateTest
+    write_run("strong", "trained", "cnn", "…", "cpu", "abc", 1.0,
+              {"PublicTest": (labels, good), "PrivateTest": (labels, nearly)})  # fmt: skip
+    lucky = {"PublicTest": (labels, bad), "PrivateTest": (labels, good)}  # best on the test set
+    write_run("lucky", "trained", "cnn", "python -m fer_utils train", "cpu", "abc", 1.0, lucky)
     runs = runs_frame(all_runs(tmp_path))
-    assert sorted(runs.run_name) == ["smoke", "strong", "weak"]
+    assert sorted(runs.run_name) == ["lucky", "smoke", "strong", "weak"]
     assert set(runs.kind) == {"trained"} and runs.tta.isna().all()
 
     readme = tmp_path / "README.md"
@@ -76,7 +82,8 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     assert update_readme(readme, tmp_path)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
-    assert text.index("| strong |") < text.index("| weak |")  # best PrivateTest first
+    # ordered by PublicTest, never by PrivateTest: the lucky run does not come first
+    assert text.index("| strong |") < text.index("| lucky |")
     assert "| 100.00 |" in text
     assert "smoke" not in text  # quick-profile smoke runs stay out of the README
     assert not update_readme(readme, tmp_path)  # idempotent

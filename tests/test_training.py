@@ -16,10 +16,26 @@ from fer_utils.config import models_dir
 from fer_utils.data import DataError, Dataset
 from fer_utils.devices import set_threads
 from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci, predict
-from fer_utils.experiment import evaluate_saved, train_or_read_record
+from fer_utils.experiment import (
+    evaluate_saved,
+    load_history,
+    pretrain_or_read_record,
+    stale_reason,
+    train_or_load,
+    train_or_read_record,
+)
 from fer_utils.inference import ModelError
 from fer_utils.models import REGISTRY, build_model, save_for_inference
-from fer_utils.runs import predictions_path, read_run, tta_label, tta_run_name, write_run
+from fer_utils.runs import (
+    EVAL_SPLITS,
+    history_path,
+    predictions_path,
+    read_run,
+    tta_label,
+    tta_run_name,
+    write_run,
+)
+from fer_utils.settings import PretrainConfig
 from fer_utils.training import (
     FocalLoss,
     TrainConfig,
@@ -323,6 +339,57 @@ def test_a_curve_reads_finished_records_and_trains_only_the_missing_ones() -> No
     assert not (models_dir() / "point.keras").exists()  # read, not trained again
     again = train_or_read_record(longer, "point", data, "quick", "train …", reuse=False)
     assert again.details["epochs_run"] == 2 and (models_dir() / "point.keras").is_file()
+
+
+def test_a_run_keeps_its_log_beside_the_record_and_is_read_without_its_model() -> None:
+    noise = synthetic(48)
+    data = dataclasses.replace(
+        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
+    )
+    config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 2})
+    trained = train_or_load(config, "curve", data, "quick", "train …")
+    kept = pd.read_csv(history_path("curve"))  # committed with the record, unlike checkpoints/
+    assert list(kept.epoch) == [0, 1] and "val_accuracy" in kept
+    pd.testing.assert_frame_equal(load_history("curve"), kept)
+    assert trained.model.output_shape == (None, 7)
+    (models_dir() / "curve.keras").unlink()  # a fresh clone: record, predictions and log only
+    again = train_or_load(config, "curve", data, "quick", "train …", need_model=False)
+    assert again.record == trained.record and not (models_dir() / "curve.keras").exists()
+    pd.testing.assert_frame_equal(again.history, kept)
+    np.testing.assert_array_equal(
+        again.probabilities["PrivateTest"], trained.probabilities["PrivateTest"]
+    )
+    with pytest.raises(ModelError, match=r"curve\.keras is missing"):
+        again.model  # noqa: B018 (loading it is the point)
+    train_or_load(config, "curve", data, "quick", "train …")  # needs the model: trains again
+    assert (models_dir() / "curve.keras").is_file()
+
+
+def test_a_pretraining_record_is_reused_for_the_same_data_and_seed_only(caplog) -> None:
+    noise = synthetic(48)
+    data = dataclasses.replace(
+        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
+    )
+    probe = {s: (data.split(s).labels, np.full((16, 7), 1 / 7)) for s in EVAL_SPLITS}
+    settings = {"model": "fast_cnn", "seed": 13}
+    write_run("ssl", "pretrained", "probe", "…", "quick", data.sha256, 1.0, probe,
+              {"pretrain_config": settings})  # fmt: skip
+    config = PretrainConfig("fast_cnn", {}, epochs=1, batch_size=8, seed=13)
+    assert read_run("ssl").config == settings  # a SimCLR run's settings are its config
+    assert stale_reason("ssl", config, data, "quick") is None
+    assert pretrain_or_read_record(config, "ssl", data, "quick", "…") == read_run("ssl")
+    reseeded = dataclasses.replace(config, seed=14)
+    assert stale_reason("ssl", reseeded, data, "quick") == "its record has another seed"
+
+
+def test_a_run_that_must_train_from_a_missing_start_says_which_file() -> None:
+    noise = synthetic(48)
+    data = dataclasses.replace(
+        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
+    )
+    config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1}, init="models/gone.keras")
+    with pytest.raises(ModelError, match=r"starts from models/gone\.keras, which is not on"):
+        train_or_read_record(config, "tuned", data, "quick", "train …")
 
 
 def test_changing_threads_once_tensorflow_runs_warns_instead_of_failing() -> None:

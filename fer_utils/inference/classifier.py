@@ -31,10 +31,13 @@ def default_model_path() -> Path:
 def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     """Make the run with the best PublicTest accuracy among ``runs`` the default model: copy
     its ``models/<run>.keras`` to ``models/default.keras`` and record the choice and every
-    candidate's PublicTest accuracy in ``models/default.json``. PrivateTest is never read, and
-    a model over ``max_megabytes`` (the default is committed) is left out, with a warning. The
+    candidate's PublicTest accuracy in ``models/default.json``. PrivateTest is never read.
+    Left out, with a warning: a model over ``max_megabytes`` (the default is committed), and
+    one whose PublicTest recall of some emotion is below the current default's beyond noise
+    (:func:`~fer_utils.evaluation.recall_gains`: users of one emotion must not lose). The
     current default's run may compete without its own model file.
     Both folders are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
+    current = _chosen_run()
     public, files = {}, {}
     for name in runs:
         run, model = trained_run(name)
@@ -43,6 +46,14 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
                 "%s is over %g MB (the default is committed): left out", model, max_megabytes
             )
             continue
+        worse = _recall_losses(name, current) if current not in (None, name) else []
+        if worse:
+            log.warning(
+                "%s recognises %s less often than the current default %s beyond noise "
+                "(PublicTest recall, 95 %% paired bootstrap): left out",
+                name, ", ".join(worse), current,
+            )  # fmt: skip
+            continue
         public[name], files[name] = run.metrics["PublicTest"]["accuracy"], model
     if not public:
         raise ModelError(f"none of {', '.join(runs)} has a model of at most {max_megabytes:g} MB")
@@ -50,14 +61,38 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     if files[best] != models_dir() / DEFAULT_MODEL:
         with atomic_path(models_dir() / DEFAULT_MODEL) as temp:
             shutil.copyfile(files[best], temp)
-    choice = {
-        "run_name": best,
-        "sha256": file_sha256(models_dir() / DEFAULT_MODEL),
-        "chosen_by": "PublicTest accuracy",
-        "candidates": public,
-    }
-    atomic_write_text(models_dir() / "default.json", json.dumps(choice, indent=2) + "\n")
+    _record_choice({"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public})
     return best
+
+
+def _chosen_run() -> str | None:
+    """The run the current default model is (``models/default.json``), if recorded."""
+    choice = models_dir() / "default.json"
+    return json.loads(choice.read_text()).get("run_name") if choice.is_file() else None
+
+
+def _recall_losses(candidate: str, current: str) -> list[str]:
+    """The emotions whose PublicTest recall ``candidate`` has below ``current``'s beyond noise
+    (none if either run's PublicTest predictions are not there, or are of other faces)."""
+    from fer_utils.evaluation import recall_gains  # here: loading a model needs no scikit-learn
+    from fer_utils.runs import read_predictions
+
+    try:
+        (labels, new), (others, old) = (
+            read_predictions(r)["PublicTest"] for r in (candidate, current)
+        )
+    except KeyError:
+        return []
+    if not np.array_equal(labels, others):
+        return []
+    gains = recall_gains(labels, new.argmax(1), old.argmax(1))
+    return list(gains.index[gains.worse])
+
+
+def _record_choice(choice: dict) -> None:
+    """Write ``models/default.json``: ``choice`` and the sha256 of ``default.keras`` now."""
+    choice = {**choice, "sha256": file_sha256(models_dir() / DEFAULT_MODEL)}
+    atomic_write_text(models_dir() / "default.json", json.dumps(choice, indent=2) + "\n")
 
 
 def record_default_calibration(record: Path) -> None:
@@ -65,12 +100,11 @@ def record_default_calibration(record: Path) -> None:
     sha256 and the path of the calibration record."""
     choice_file = models_dir() / "default.json"
     choice = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
-    choice["sha256"] = file_sha256(models_dir() / DEFAULT_MODEL)
     try:
         choice["calibration"] = Path(record).resolve().relative_to(project_root()).as_posix()
     except ValueError:  # a record outside the repository (FER_RESULTS elsewhere)
         choice["calibration"] = str(record)
-    atomic_write_text(choice_file, json.dumps(choice, indent=2) + "\n")
+    _record_choice(choice)
 
 
 @dataclass
@@ -102,7 +136,7 @@ def _check_shapes(path: Path, inputs: tuple, outputs: tuple) -> None:
 def _load_keras(path: Path) -> Classifier:
     import keras
 
-    import fer_utils.inference.export  # registers Temperature, FaceView, EnsemblePool for loading
+    import fer_utils.layers  # registers Temperature, FaceView, EnsemblePool for loading
     import fer_utils.models  # noqa: F401  (registers the project's layers for loading)
 
     if not zipfile.is_zipfile(path):

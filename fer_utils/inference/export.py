@@ -4,8 +4,7 @@ supports it, TFLite / LiteRT; and check that the export computes what the Keras 
 An ensemble record (``results/<name>.json``, kind ``ensemble``) becomes one self-contained
 Keras model too (:func:`export_ensemble`): raw faces in, every member's model inside (members
 evaluated with test-time augmentation average their views inside the graph), pooled as the
-record pools them. Importing this module registers its layers (and the calibration's
-:class:`~fer_utils.calibration.Temperature`) for loading.
+record pools them (its layers are in :mod:`fer_utils.layers`).
 """
 
 from __future__ import annotations
@@ -17,18 +16,16 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import ops
 
-from fer_utils.calibration import uncalibrated  # (and registers Temperature for loading)
+from fer_utils.calibration import uncalibrated
 from fer_utils.config import IMAGE_SIZE, models_dir
-from fer_utils.ensemble import EPS, SELECTION_SPLIT, STALE, load_member_models
+from fer_utils.ensemble import SELECTION_SPLIT, STALE, load_member_models
 from fer_utils.inference.classifier import Classifier, ModelError, load_classifier
-from fer_utils.runs import Run, model_path, read_predictions, read_run
+from fer_utils.layers import POOLS, TAPS, EnsemblePool, FaceView
+from fer_utils.runs import Run, read_predictions, read_run, trainer_record
 from fer_utils.tta import TTA, TTA_SETS, tta_views
 
 FORMATS = {"onnx": ".onnx", "litert": ".tflite"}
-TAPS = 4  # input pixels behind each pixel of a bilinear view (a mirror or a shift needs 1)
-POOLS = ("linear", "log")  # how fer_utils.ensemble.Ensemble combines its members
 
 
 def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str = "onnx") -> Path:
@@ -66,75 +63,6 @@ def max_difference(a: Classifier, b: Classifier | str | Path, faces: np.ndarray)
 
 
 # --- ensembles as one model ---------------------------------------------------------------
-@keras.saving.register_keras_serializable(package="fer_utils")
-class FaceView(keras.layers.Layer):
-    """One fixed test-time view of faces (N, 48, 48, 1): each output pixel a weighted sum of
-    at most ``taps`` input pixels (``index``, ``weight``: saved with the model, never
-    trained), which an affine warp with replicated edges (bilinear: 4 pixels) and its mirror
-    image are. Gather, multiply and sum: it exports to ONNX."""
-
-    def __init__(self, taps: int = TAPS, **kwargs) -> None:
-        kwargs.setdefault("trainable", False)
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.taps = taps
-
-    def build(self, input_shape) -> None:
-        self.face_shape = tuple(input_shape[1:])
-        shape = (int(np.prod(self.face_shape)), self.taps)
-        self.index = self.add_weight(shape, "zeros", dtype="int32", trainable=False, name="index")
-        self.weight = self.add_weight(shape, "zeros", trainable=False, name="weight")
-
-    def call(self, faces):
-        flat = ops.reshape(faces, (-1, self.index.shape[0]))
-        view = ops.sum(ops.take(flat, self.index, axis=1) * self.weight, axis=-1)
-        return ops.reshape(view, (-1, *self.face_shape))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "taps": self.taps}
-
-
-@keras.saving.register_keras_serializable(package="fer_utils")
-class EnsemblePool(keras.layers.Layer):
-    """Members' probabilities (a list of (N, 7)) pooled as :class:`fer_utils.ensemble.Ensemble`
-    pools them: ``linear``, the mean weighted by ``member_weights`` (normalised); ``log``, the
-    softmax of the weighted sum of their log-probabilities (clipped at ``eps``)."""
-
-    def __init__(
-        self, member_weights: list[float], pool: str = "linear", eps: float = EPS, **kwargs
-    ) -> None:
-        kwargs.setdefault("trainable", False)
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        if pool not in POOLS:
-            raise ValueError(f"pool {pool!r} is not one of {POOLS}")
-        self.member_weights = [float(w) for w in member_weights]
-        self.pool = pool
-        self.eps = float(eps)
-
-    def call(self, members):
-        stacked = ops.stack(list(members), axis=0)
-        weights = ops.reshape(ops.convert_to_tensor(self.member_weights, "float32"), (-1, 1, 1))
-        if self.pool == "log":
-            logs = ops.log(ops.clip(stacked, self.eps, 1.0))
-            return ops.softmax(ops.sum(weights * logs, axis=0), axis=-1)
-        return ops.sum(weights * stacked, axis=0) / sum(self.member_weights)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "member_weights": self.member_weights,
-            "pool": self.pool,
-            "eps": self.eps,
-        }
-
-
 @functools.cache
 def view_maps(tta: TTA) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Each view of ``tta`` as the resampling it is: per output pixel, the indices of at most
@@ -191,8 +119,8 @@ def _ensemble_record(record_name: str) -> Run:
 
 def _member_runs(record: Run) -> dict[str, Run]:
     """The record's members' runs, each one a trained model or its TTA evaluation with a
-    known set, and every member's model on disk; else one :class:`ModelError` that says
-    which member and why (missing models: all of them, with the commands that retrain them)."""
+    known set; else a :class:`ModelError` that says which member and why (missing model
+    files are :func:`~fer_utils.ensemble.load_member_models`' to name)."""
     runs = {}
     for name in record.details["members"]:
         try:
@@ -213,27 +141,7 @@ def _member_runs(record: Run) -> dict[str, Run]:
                 f"{record.run_name}: its member {name} averages the TTA set {run.tta!r}, which "
                 f"this version does not define ({', '.join(TTA_SETS)})"
             )
-    missing: dict[str, str] = {}  # trainer → the first member that needs its model
-    for name, run in runs.items():
-        if model_path(run) is None:
-            missing.setdefault(run.trainer, name)
-    if missing:
-        files = [f"{name} ({models_dir() / f'{t}.keras'})" for t, name in missing.items()]
-        commands = "; ".join(f"`{_trainer(runs[name]).command}`" for name in missing.values())
-        raise ModelError(
-            f"{record.run_name}: {len(missing)} of its members' models are missing: "
-            f"{', '.join(files)}. Only the default model is committed; retrain them with "
-            f"{commands}"
-        )
     return runs
-
-
-def _trainer(run: Run) -> Run:
-    """The record of the run that trained ``run``'s model (``run`` itself if it is gone)."""
-    try:
-        return read_run(run.trainer)
-    except FileNotFoundError:
-        return run
 
 
 def ensemble_model(record_name: str) -> keras.Model:
@@ -290,7 +198,7 @@ def record_faces(record_name: str, dataset) -> np.ndarray | None:
 
     record = read_run(record_name)
     first = read_run(next(iter(record.details["members"])))
-    seed = int(_trainer(first).config.get("seed", 0))
+    seed = int(trainer_record(first).config.get("seed", 0))
     faces = profile_data(dataset, record.profile, seed).split(SELECTION_SPLIT)
     stored = read_predictions(record_name).get(SELECTION_SPLIT)
     return faces.images if stored and np.array_equal(faces.labels, stored[0]) else None
