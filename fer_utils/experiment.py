@@ -184,11 +184,13 @@ def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Run:
 def _finish(run_name: str, checkpoints: Path) -> None:
     """After a run's model and records are written: its per-epoch log is kept beside the
     record (:func:`~fer_utils.runs.history_path`) and the checkpoint marked recorded."""
-    state = RunState(checkpoints)
+    state, kept = RunState(checkpoints), history_path(run_name)
     log = state.log()
-    if not log.empty:
-        history_path(run_name).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(history_path(run_name)) as temp:
+    if log.empty:  # no log: none of an earlier run of that name may stand for this one's
+        kept.unlink(missing_ok=True)
+    else:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(kept) as temp:
             log.to_csv(temp, index=False)
     state.finish_recording()
 

@@ -31,8 +31,6 @@ NOT_REDRAWN = {
     "notebook's seed is 13), which did not fit beside the other notebooks' runs; "
     "03_simclr_loss also needs the per-epoch log of simclr-fast_cnn-cpu, which predates "
     "results/history/",
-    "07_*": "notebook 07: its cpu run (faithfulness of 10 methods × 3 perturbations on 500 "
-    "faces) did not fit in the session that redrew the other figures",
 }
 
 
