@@ -20,7 +20,8 @@ RESULTS = ROOT / "results"  # the committed run records (not $FER_RESULTS: tests
 
 _NAME = "|".join(map(re.escape, PROFILES))
 FORK = re.compile(
-    r"\bprofile\s*[!=]=|[!=]=\s*profile\b"  # profile == x, x != profile
+    r"(?<!\.)\bprofile\s*[!=]=|(?<!\.profile )[!=]=\s*profile\b"  # profile == x, x != profile
+    # (a record's field against the parameter, run.profile == profile, selects; it is no fork)
     r"|\bprofile\s+(?:not\s+)?in\s*[(\[{]"  # profile in ("cpu", "full")
     rf"|[!=]=\s*[\"'](?:{_NAME})[\"']|[\"'](?:{_NAME})[\"']\s*[!=]="  # settings.name == "cpu"
 )
@@ -100,6 +101,7 @@ def test_the_fork_pattern_finds_forks(line: str) -> None:
         "settings = get_profile(profile)",
         'runs[name] = train_or_load(config, f"illum-{name}-{profile}", dataset, profile)',
         "if settings.smoke and members is None:",
+        "students = [r for r in students if r.profile == profile]",
         "for profile in PROFILES:",
     ],
 )
