@@ -302,36 +302,21 @@ def train_or_load(
 
 
 def train_or_read_record(
-    config: TrainConfig,
+    config: TrainConfig | PretrainConfig,
     run_name: str,
     dataset: Dataset,
     profile: str,
     command: str,
     reuse: bool = True,
 ) -> Run:
-    """The run's record, trained first unless ``reuse`` and the saved record answers this
-    request (:func:`stale_reason`): for tables and curves that need a run's numbers but not
-    its model file."""
+    """The run's record, trained first (a :class:`PretrainConfig`: pretrained,
+    :func:`run_pretraining`) unless ``reuse`` and the saved record answers this request
+    (:func:`stale_reason`): for tables and curves that need a run's numbers but not its model
+    file."""
+    run = run_pretraining if isinstance(config, PretrainConfig) else run_experiment
     _unless_fresh(
         run_name, config, dataset, profile, reuse, False,
-        lambda: run_experiment(config, run_name, dataset, profile, command),
-    )  # fmt: skip
-    return read_run(run_name)
-
-
-def pretrain_or_read_record(
-    config: PretrainConfig,
-    run_name: str,
-    dataset: Dataset,
-    profile: str,
-    command: str,
-    reuse: bool = True,
-) -> Run:
-    """The SimCLR run's record, pretrained first (:func:`run_pretraining`) unless ``reuse`` and
-    the saved record answers this request (:func:`stale_reason`)."""
-    _unless_fresh(
-        run_name, config, dataset, profile, reuse, False,
-        lambda: run_pretraining(config, run_name, dataset, profile, command),
+        lambda: run(config, run_name, dataset, profile, command),
     )  # fmt: skip
     return read_run(run_name)
 

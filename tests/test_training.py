@@ -19,7 +19,6 @@ from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci, predict
 from fer_utils.experiment import (
     evaluate_saved,
     load_history,
-    pretrain_or_read_record,
     stale_reason,
     train_or_load,
     train_or_read_record,
@@ -47,6 +46,13 @@ from fer_utils.training import (
     train,
 )
 from fer_utils.tta import TTA, TTA_SETS, tta_views
+
+
+def three_splits() -> Dataset:
+    """48 synthetic faces, 16 in each of Training, PublicTest and PrivateTest."""
+    return dataclasses.replace(
+        synthetic(48), splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
+    )
 
 
 def synthetic(n: int, seed: int = 0) -> Dataset:
@@ -325,10 +331,7 @@ def test_a_finished_run_is_evaluated_again_with_another_tta_set() -> None:
 
 
 def test_a_curve_reads_finished_records_and_trains_only_the_missing_ones() -> None:
-    noise = synthetic(48)
-    data = dataclasses.replace(
-        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
-    )
+    data = three_splits()
     config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1})
     first = train_or_read_record(config, "point", data, "quick", "train …")
     assert first.details["epochs_run"] == 1 and first.metrics["PrivateTest"]["n"] == 16
@@ -342,10 +345,7 @@ def test_a_curve_reads_finished_records_and_trains_only_the_missing_ones() -> No
 
 
 def test_a_run_keeps_its_log_beside_the_record_and_is_read_without_its_model() -> None:
-    noise = synthetic(48)
-    data = dataclasses.replace(
-        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
-    )
+    data = three_splits()
     config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 2})
     trained = train_or_load(config, "curve", data, "quick", "train …")
     kept = pd.read_csv(history_path("curve"))  # committed with the record, unlike checkpoints/
@@ -366,10 +366,7 @@ def test_a_run_keeps_its_log_beside_the_record_and_is_read_without_its_model() -
 
 
 def test_a_pretraining_record_is_reused_for_the_same_data_and_seed_only(caplog) -> None:
-    noise = synthetic(48)
-    data = dataclasses.replace(
-        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
-    )
+    data = three_splits()
     probe = {s: (data.split(s).labels, np.full((16, 7), 1 / 7)) for s in EVAL_SPLITS}
     settings = {"model": "fast_cnn", "seed": 13}
     write_run("ssl", "pretrained", "probe", "…", "quick", data.sha256, 1.0, probe,
@@ -377,16 +374,13 @@ def test_a_pretraining_record_is_reused_for_the_same_data_and_seed_only(caplog) 
     config = PretrainConfig("fast_cnn", {}, epochs=1, batch_size=8, seed=13)
     assert read_run("ssl").config == settings  # a SimCLR run's settings are its config
     assert stale_reason("ssl", config, data, "quick") is None
-    assert pretrain_or_read_record(config, "ssl", data, "quick", "…") == read_run("ssl")
+    assert train_or_read_record(config, "ssl", data, "quick", "…") == read_run("ssl")
     reseeded = dataclasses.replace(config, seed=14)
     assert stale_reason("ssl", reseeded, data, "quick") == "its record has another seed"
 
 
 def test_a_run_that_must_train_from_a_missing_start_says_which_file() -> None:
-    noise = synthetic(48)
-    data = dataclasses.replace(
-        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
-    )
+    data = three_splits()
     config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1}, init="models/gone.keras")
     with pytest.raises(ModelError, match=r"starts from models/gone\.keras, which is not on"):
         train_or_read_record(config, "tuned", data, "quick", "train …")
@@ -412,10 +406,7 @@ def test_ten_crop_tta_averages_the_four_corner_and_centre_crops_and_their_mirror
 
 
 def test_a_saved_run_is_reused_only_for_the_same_data_subset_and_seed(caplog) -> None:
-    noise = synthetic(48)
-    data = dataclasses.replace(
-        noise, splits=np.repeat(["Training", "PublicTest", "PrivateTest"], 16)
-    )
+    data = three_splits()
     config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1})
     first = train_or_read_record(config, "point", data, "quick", "train …")
     assert train_or_read_record(config, "point", data, "quick", "train …") == first  # reused
