@@ -404,9 +404,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         choices=TTA_CHOICES,
         help="test-time augmentation: the probabilities are averaged over these views of each "
         f"face crop ({_views_per_set()}; fer_utils/tta.py). Default: "
-        "shifts on images (the default model's record gains on PublicTest with it: "
-        "results/five_layer-cpu-70-tta.json), none on videos and webcams (every view adds to "
-        "the time per frame; benchmarks/bench_inference.py prints the cost per face)",
+        "shifts on images, none on videos and webcams (every view adds to the time per frame); "
+        "what each set scores with the default model is in the README, its cost per face in "
+        "benchmarks/bench_inference.py",
     )
     p.add_argument("--every", type=positive_int, default=1, help="videos: use every N-th frame")
     p.add_argument(

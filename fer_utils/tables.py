@@ -1,18 +1,23 @@
 """The README's generated tables: every run's metrics, and each published FER2013 result
-next to this project's answer. Made from the run store (:mod:`fer_utils.runs`), never typed."""
+next to this project's answer, and what the shipped default model scores. Made from the run
+store (:mod:`fer_utils.runs`), ``models/default.json`` and the calibration record, never typed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fer_utils.config import models_dir, project_root
 from fer_utils.files import atomic_write_text
-from fer_utils.runs import Run, all_runs
+from fer_utils.runs import Run, all_runs, find
+from fer_utils.tta import PREDICT_DEFAULTS, TTA_SETS
 
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 COMPARISON_START, COMPARISON_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
+DEFAULT_START, DEFAULT_END = "<!-- default-model:start -->", "<!-- default-model:end -->"
 NO_RESULTS = "_No results yet: train a model (see Notebook 02) to fill this table._"
 PUBLISHED: tuple[tuple[str, float, str], ...] = (
     ("Stanford CS230 baseline (seed 004)", 64.0, "baseline"),
@@ -25,6 +30,11 @@ PUBLISHED: tuple[tuple[str, float, str], ...] = (
 )
 """Published FER2013 PrivateTest accuracies (%) and the family of this project's runs that
 answers each: a registry model name, ``single`` (any one model) or ``ensemble``."""
+
+
+def _pct(value: float) -> str:
+    """A fraction as a percentage with two decimals; "–" for a missing value."""
+    return "–" if pd.isna(value) else f"{100 * value:.2f}"
 
 
 def runs_frame(runs: list[Run]) -> pd.DataFrame:
@@ -64,13 +74,10 @@ def results_table(runs: pd.DataFrame) -> str:
         " | train min |\n|---|---|---|---|---|---|---|---|"
     )
 
-    def pct(value: float) -> str:
-        return "–" if pd.isna(value) else f"{100 * value:.2f}"
-
     lines = [
-        f"| {r.run_name} | {r.model} | {r.profile} | {pct(r.get('PrivateTest_accuracy'))} "
-        f"| {pct(r.get('PrivateTest_balanced_accuracy'))} | {pct(r.get('PrivateTest_macro_f1'))} "
-        f"| {pct(r.get('PublicTest_accuracy'))} | {r.train_seconds / 60:.1f} |"
+        f"| {r.run_name} | {r.model} | {r.profile} | {_pct(r.get('PrivateTest_accuracy'))} "
+        f"| {_pct(r.get('PrivateTest_balanced_accuracy'))} | {_pct(r.get('PrivateTest_macro_f1'))} "
+        f"| {_pct(r.get('PublicTest_accuracy'))} | {r.train_seconds / 60:.1f} |"
         for _, r in runs.iterrows()
     ]
     return "\n".join([header, *lines])
@@ -122,6 +129,73 @@ def published_comparison(runs: pd.DataFrame) -> str:
     return "\n".join([header, *lines])
 
 
+def default_model_block(runs: list[Run], choice: dict | None, calibration: dict | None) -> str:
+    """Markdown on the shipped model: which run ``choice`` (``models/default.json``) names and
+    how it was chosen; its PrivateTest accuracy, balanced accuracy and macro-F1 with each
+    TTA set it has a record of (the set ``predict`` uses by default on each kind of source
+    marked); its calibration (T, ECE before and after) and reliability diagram."""
+    if not choice or not choice.get("run_name"):
+        return "_No default model chosen yet: `python -m fer_utils set-default RUN...`._"
+    name = choice["run_name"]
+    [trained] = find(runs, run_name=name) or [None]
+    if trained is None:
+        return f"_The default model's run {name} has no record in results/._"
+    used_on = {}
+    for kind, tta in PREDICT_DEFAULTS.items():
+        used_on.setdefault(tta, []).append(f"{kind}s")
+    rows = [(trained, "none", 1)]
+    rows += sorted(
+        ((run, run.tta, len(TTA_SETS[run.tta])) for run in find(runs, trained_by=name)),
+        key=lambda row: row[2],
+    )
+    candidates = len(choice.get("candidates", {})) or 1
+    lines = [
+        f"`models/default.keras` is the run **{name}** ({trained.model}, "
+        f"{trained.details.get('parameters', 0) / 1e6:.2f} M parameters), chosen by "
+        f"`set-default` on {choice.get('chosen_by', 'PublicTest accuracy')} among {candidates} "
+        f"candidate{'s' * (candidates != 1)} (`models/default.json`). On PrivateTest, which "
+        "chose and fitted nothing:",
+        "",
+        "| `--tta` | views | used by default on | PrivateTest acc. | balanced acc. | macro-F1 "
+        "| PublicTest acc. | record |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run, tta, views in rows:
+        private, public = run.metrics["PrivateTest"], run.metrics["PublicTest"]
+        lines.append(
+            f"| {tta} | {views} | {', '.join(used_on.get(tta, [])) or '–'} "
+            f"| {_pct(private['accuracy'])} | {_pct(private['balanced_accuracy'])} "
+            f"| {_pct(private['macro_f1'])} | {_pct(public['accuracy'])} "
+            f"| `results/{run.run_name}.json` |"
+        )
+    if calibration is None:
+        calibrate = "python -m fer_utils calibrate --out models/default.keras"
+        lines += ["", f"_Not calibrated: `{calibrate}`._"]
+        return "\n".join(lines)
+    split = "PrivateTest" if "PrivateTest" in calibration["splits"] else calibration["fitted_on"]
+    ece = calibration["splits"][split]
+    lines += [
+        "",
+        f"Its confidences are calibrated: T = {calibration['temperature']:.2f}, fitted on "
+        f"{calibration['fitted_on']}; the expected calibration error on {split} (one view a "
+        f"face, {calibration['bins']} bins) is {ece['ece_before']:.3f} before and "
+        f"{ece['ece_after']:.3f} after (`results/calibration/{calibration['run']}.json`):",
+        "",
+        "![Reliability of the default model before and after temperature scaling]"
+        f"({calibration['figure']})",
+    ]
+    return "\n".join(lines)
+
+
+def _default_choice(models: Path) -> tuple[dict | None, dict | None]:
+    """``default.json`` in ``models`` and the calibration record it names (None where absent)."""
+    chosen = models / "default.json"
+    choice = json.loads(chosen.read_text()) if chosen.is_file() else None
+    record = project_root() / choice["calibration"] if choice and "calibration" in choice else None
+    calibration = json.loads(record.read_text()) if record and record.is_file() else None
+    return choice, calibration
+
+
 def _replace_block(text: str, start: str, end: str, body: str, readme: Path) -> str:
     if start not in text or end not in text:
         raise ValueError(f"{readme} has no {start} … {end} markers")
@@ -130,12 +204,17 @@ def _replace_block(text: str, start: str, end: str, body: str, readme: Path) -> 
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
-def update_readme(readme: Path, folder: Path | None = None) -> bool:
-    """Regenerate the results table and the comparison with published results between their
-    markers in ``readme``; True if anything changed."""
+def update_readme(readme: Path, folder: Path | None = None, models: Path | None = None) -> bool:
+    """Regenerate the results table, the comparison with published results (records in
+    ``folder``, default results/) and the default model's summary (:func:`default_model_block`;
+    ``models``, default models/) between their markers in ``readme``; True if anything
+    changed."""
     text = readme.read_text(encoding="utf-8")
-    runs = runs_frame(all_runs(folder))
+    records = all_runs(folder)
+    runs = runs_frame(records)
     new = _replace_block(text, TABLE_START, TABLE_END, results_table(runs), readme)
     new = _replace_block(new, COMPARISON_START, COMPARISON_END, published_comparison(runs), readme)
+    block = default_model_block(records, *_default_choice(models or models_dir()))
+    new = _replace_block(new, DEFAULT_START, DEFAULT_END, block, readme)
     atomic_write_text(readme, new)
     return new != text

@@ -59,6 +59,13 @@ TTA_SETS: dict[str, TTA] = {
 }
 """Named TTA sets (a record's ``tta`` field names the one it was evaluated with)."""
 
+PREDICT_DEFAULTS = {"image": "shifts", "video": "none", "webcam": "none"}
+"""``predict``'s TTA set (``none`` or a name above) for each kind of source unless one is
+chosen: on images the ``shifts`` views (what each set scores with the default model: its
+records, which the README's default-model table shows); none on videos and webcams, where
+every view adds to the time per frame (benchmarks/bench_inference.py prints the cost per face
+of each set)."""
+
 
 def tta_views(faces: np.ndarray, tta: TTA = TTA()) -> Iterator[np.ndarray]:
     """The test-time views of faces (N, 48, 48[, 1]), one at a time (all 90 views of a test

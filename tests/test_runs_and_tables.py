@@ -19,8 +19,11 @@ from fer_utils.runs import Run, all_runs, read_predictions, read_run, record_pat
 from fer_utils.tables import (
     COMPARISON_END,
     COMPARISON_START,
+    DEFAULT_END,
+    DEFAULT_START,
     TABLE_END,
     TABLE_START,
+    default_model_block,
     published_comparison,
     runs_frame,
     update_readme,
@@ -77,7 +80,8 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
 
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"intro\n{TABLE_START}\nold\n{TABLE_END}\n{COMPARISON_START}\n{COMPARISON_END}\noutro\n"
+        f"intro\n{TABLE_START}\nold\n{TABLE_END}\n{COMPARISON_START}\n{COMPARISON_END}\n"
+        f"{DEFAULT_START}\n{DEFAULT_END}\noutro\n"
     )
     assert update_readme(readme, tmp_path)
     text = readme.read_text()
@@ -87,6 +91,47 @@ def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monk
     assert "| 100.00 |" in text
     assert "smoke" not in text  # quick-profile smoke runs stay out of the README
     assert not update_readme(readme, tmp_path)  # idempotent
+
+
+def test_readme_states_the_default_models_scores_from_its_records(tmp_path: Path) -> None:
+    """The default model's summary: its run's plain and TTA records (PrivateTest accuracy,
+    balanced accuracy, macro-F1), which set predict uses on images and on videos, and its
+    calibration (T, ECE before and after, the reliability diagram); numbers come from the
+    records, so another record gives other numbers."""
+    labels = np.arange(70) % 7
+    right = np.eye(7)[labels]
+    wrong = np.eye(7)[(labels + 1) % 7]
+    mixed = np.where((np.arange(70) < 49)[:, None], right, wrong)  # 49 of 70 right
+    common = ("python -m fer_utils train", "cpu", "abc", 60.0)
+    write_run("net", "trained", "fast_cnn", *common, {"PublicTest": (labels, right),
+              "PrivateTest": (labels, mixed)}, details={"parameters": 2_000_000})  # fmt: skip
+    write_run("net-tta", "tta", "fast_cnn + TTA", *common,
+              {"PublicTest": (labels, right), "PrivateTest": (labels, right)},
+              tta="shifts", trained_by="net")  # fmt: skip
+    write_run("other", "trained", "fast_cnn", *common,
+              {"PublicTest": (labels, wrong), "PrivateTest": (labels, wrong)})  # fmt: skip
+    records = all_runs()
+    ece = {"PrivateTest": {"ece_before": 0.121, "ece_after": 0.024}}
+    calibration = {"run": "net", "temperature": 1.5, "fitted_on": "PublicTest", "bins": 15,
+                   "figure": "figures/calibration_net.png", "splits": ece}  # fmt: skip
+    choice = {"run_name": "net", "chosen_by": "PublicTest accuracy",
+              "candidates": {"net": 1.0, "other": 0.0}}  # fmt: skip
+    block = default_model_block(records, choice, calibration)
+    assert "**net**" in block and "2.00 M parameters" in block and "among 2 candidates" in block
+    plain, shifts = (line for line in block.splitlines() if line.startswith(("| none", "| shifts")))
+    assert "| 70.00 |" in plain and "videos, webcams" in plain and "net.json" in plain
+    assert "| 100.00 |" in shifts and "| images |" in shifts and "net-tta.json" in shifts
+    assert "other" not in block  # another run's records are not the default's
+    assert "T = 1.50" in block and "0.121 before and 0.024 after" in block
+    assert "](figures/calibration_net.png)" in block
+    uncalibrated = default_model_block(records, choice, None)
+    assert "Not calibrated" in uncalibrated and "T =" not in uncalibrated
+    assert "No default model" in default_model_block(records, None, None)
+
+    readme = _readme(tmp_path / "README.md")  # update_readme reads models/default.json
+    (tmp_path / "default.json").write_text(json.dumps(choice))
+    assert update_readme(readme, models=tmp_path)
+    assert "**net**" in readme.read_text() and "Not calibrated" in readme.read_text()
 
 
 def test_comparison_chooses_runs_on_publictest_never_on_privatetest(
@@ -151,7 +196,10 @@ def _write(name: str, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _readme(path: Path) -> Path:
-    path.write_text(f"{TABLE_START}\n{TABLE_END}\n{COMPARISON_START}\n{COMPARISON_END}\n")
+    path.write_text(
+        f"{TABLE_START}\n{TABLE_END}\n{COMPARISON_START}\n{COMPARISON_END}\n"
+        f"{DEFAULT_START}\n{DEFAULT_END}\n"
+    )
     return path
 
 

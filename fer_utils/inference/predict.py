@@ -33,7 +33,7 @@ from fer_utils.inference.media import (
     frame_rate,
     frames,
 )
-from fer_utils.tta import TTA_SETS, tta_views
+from fer_utils.tta import PREDICT_DEFAULTS, TTA_SETS, tta_views
 
 try:
     import fcntl
@@ -50,11 +50,6 @@ COLUMNS = [
     "confidence", *(f"p_{e}" for e in EMOTIONS), "message", "tta",
 ]  # fmt: skip
 TTA_CHOICES = ("none", *TTA_SETS)  # predict's --tta: no augmentation, or a set of tta.py
-DEFAULT_TTA = {"image": "shifts", "video": "none", "webcam": "none"}
-"""The TTA set of each kind of source unless one is chosen: on images the ``shifts`` views,
-with which the default model's record gains on PublicTest (results/five_layer-cpu-70-tta.json
-against five_layer-cpu-70.json); none on videos and webcams, where every view adds to the
-time per frame (benchmarks/bench_inference.py prints the cost per face of each set)."""
 
 
 def one_line(error: BaseException) -> str:
@@ -240,7 +235,8 @@ def predict_sources(
     a frame without one, ``error`` (with the reason, also logged) for an input that cannot be
     used or on which anything failed, ``skipped`` for a file in a folder that is not an image or
     video. Every input gets at least one row; only KeyboardInterrupt and the like stop it.
-    ``tta``: a name in :data:`TTA_CHOICES` for every source, None for :data:`DEFAULT_TTA`;
+    ``tta``: a name in :data:`TTA_CHOICES` for every source, None for
+    :data:`~fer_utils.tta.PREDICT_DEFAULTS`;
     ``min_score`` and ``largest``: which faces of a frame are kept (:func:`select_faces`);
     ``margin``: None crops by the detector's geometry measured on FER2013
     (:data:`~fer_utils.inference.faces.CROP_GEOMETRY`), a number by the box's square widened by
@@ -264,7 +260,7 @@ def predict_sources(
         try:
             yield from _predict_source(
                 source, classifier, detect, margin, every, max_frames, annotate, taken,
-                tta or DEFAULT_TTA[source.kind], min_score, largest,
+                tta or PREDICT_DEFAULTS[source.kind], min_score, largest,
             )  # fmt: skip
         except Exception as error:  # whatever it is, it is this input's row: the batch goes on
             message = one_line(error)
