@@ -17,14 +17,17 @@ corrected faces.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import NamedTuple
 from unittest import mock
 
+import joblib
 import keras
 import numpy as np
 import pandas as pd
@@ -41,11 +44,12 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
 from fer_utils.calibration import uncalibrated
-from fer_utils.config import EMOTIONS, IMAGE_SIZE
+from fer_utils.config import EMOTIONS, IMAGE_SIZE, checkpoints_dir
 from fer_utils.data import as_batch
 from fer_utils.evaluation import bootstrap_mean_ci
 from fer_utils.feature_maps import quiet_keras_vis, upsampled
 from fer_utils.models import IlluminationCorrection, flat_layers, is_nested
+from fer_utils.progress import progress_bar
 
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # the methods that take a ``layer``
 
@@ -667,6 +671,53 @@ def _auc_columns(kind: str, auc: np.ndarray, random_auc: np.ndarray, seed: int) 
     }
 
 
+def _curves(
+    model: keras.Model,
+    faces: np.ndarray,
+    maps: np.ndarray,
+    classes: np.ndarray,
+    perturbations: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """Per-face deletion and insertion AUCs of ``maps`` under each perturbation, keyed
+    ``"<perturbation>/<kind>"``."""  # fmt: skip
+    return {
+        f"{perturbation}/{kind}": curve(model, faces, maps, classes, perturbation=perturbation)
+        for perturbation in perturbations
+        for kind, curve in (("deletion", deletion_auc), ("insertion", insertion_auc))
+    }
+
+
+def _method_faithfulness(
+    model: keras.Model,
+    key: str,
+    faces: np.ndarray,
+    classes: np.ndarray,
+    method: str,
+    lime_samples: int,
+    randomisation_faces: int,
+    seed: int,
+    perturbations: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """One row group of :func:`faithfulness_table`: ``method``'s AUCs (:func:`_curves`) and its
+    randomisation check (``"spearman"``); the random map (``method="random"``) has no check.
+    ``key`` (:func:`model_key`) stands for ``model`` in a cache's key."""  # fmt: skip
+    if method == "random":
+        return _curves(model, faces, random_maps(len(faces), seed), classes, perturbations)
+    options = _options(method, lime_samples)
+    maps = explain(model, faces, method, classes, **options)
+    check = randomisation_check(model, faces[:randomisation_faces], method, seed, **options)
+    return _curves(model, faces, maps, classes, perturbations) | {"spearman": check}
+
+
+def model_key(model: keras.Model) -> str:
+    """What a cache keys a model's explanations by: the sha256 of its weights and of this
+    module's code (a changed method must not be read back from the cache)."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
 def faithfulness_table(
     model: keras.Model,
     faces: np.ndarray,
@@ -675,6 +726,7 @@ def faithfulness_table(
     randomisation_faces: int = 100,
     seed: int = 0,
     perturbations: tuple[str, ...] = tuple(PERTURBATIONS),
+    cache: Path | None = None,
 ) -> pd.DataFrame:
     """Faithfulness of each method (and of a random map), indexed by method, one row per
     method and perturbation (:data:`PERTURBATIONS`: what deletion replaces pixels with and
@@ -684,33 +736,32 @@ def faithfulness_table(
     – ``_vs_random_high``, :func:`versus_random`) and whether the method beats it
     (``_beats_random``); ``randomisation_spearman``, the mean rank correlation of the
     randomisation check on the first ``randomisation_faces`` faces (NaN for the random map).
-    Sorted by perturbation, then by insertion minus deletion AUC, best first."""
+    Sorted by perturbation, then by insertion minus deletion AUC, best first.
+
+    Each method's results are kept as they are finished in ``cache`` (default:
+    ``checkpoints/faithfulness``, see ``FER_CHECKPOINTS``; joblib.Memory, keyed by
+    :func:`model_key`, the faces and every setting): an interrupted table (the cpu profile's
+    takes over an hour) resumes at the method it was computing, and a finished one is read
+    back."""
     model, faces = float32_copy(model), as_batch(faces)
     classes = predicted_classes(model, faces)
-    maps = explain_all(model, faces, methods, classes, lime_samples)
-    maps["random"] = random_maps(len(faces), seed)
-    spearman = {
-        name: np.nanmean(
-            randomisation_check(
-                model, faces[:randomisation_faces], name, seed, **_options(name, lime_samples)
-            )
-        )
-        for name in methods
+    memory = joblib.Memory(cache or checkpoints_dir() / "faithfulness", verbose=0)
+    compute = memory.cache(_method_faithfulness, ignore=["model"])
+    settings = (lime_samples, randomisation_faces, seed, tuple(perturbations))
+    key = model_key(model)
+    found = {
+        name: compute(model, key, faces, classes, name, *settings)
+        for name in progress_bar([*methods, "random"], True, desc="faithfulness", unit="method")
     }
     rows = []
     for perturbation in perturbations:
-        auc = {
-            kind: {
-                name: curve(model, faces, found, classes, perturbation=perturbation)
-                for name, found in maps.items()
-            }
-            for kind, curve in (("deletion", deletion_auc), ("insertion", insertion_auc))
-        }
-        for name in maps:
+        for name, result in found.items():
             row = {"method": name, "perturbation": perturbation}
-            for kind, per_method in auc.items():
-                row |= _auc_columns(kind, per_method[name], per_method["random"], seed)
-            rows.append(row | {"randomisation_spearman": spearman.get(name, np.nan)})
+            for kind in ("deletion", "insertion"):
+                auc, random_auc = (found[m][f"{perturbation}/{kind}"] for m in (name, "random"))
+                row |= _auc_columns(kind, auc, random_auc, seed)
+            spearman = np.nanmean(result["spearman"]) if "spearman" in result else np.nan
+            rows.append(row | {"randomisation_spearman": spearman})
     table = pd.DataFrame(rows)
     table["perturbation"] = pd.Categorical(table.perturbation, list(perturbations), ordered=True)
     net = table.insertion_auc - table.deletion_auc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from keras import layers
@@ -280,6 +281,38 @@ def test_faithfulness_table(trained, patch_faces):
     assert gradcam.loc[["black", "grey"], "deletion_beats_random"].all()
     difference = gradcam.deletion_auc - table.loc["random"].set_index("perturbation").deletion_auc
     np.testing.assert_allclose(gradcam.deletion_vs_random, difference, atol=2e-4)
+
+
+def test_an_interrupted_faithfulness_table_resumes_from_its_cache(
+    trained, patch_faces, tmp_path, monkeypatch
+):
+    """Each finished method is kept in the cache: after a failure in the middle only the
+    methods not finished are computed again, and the table equals one made in one go; other
+    settings are computed afresh."""
+    options = dict(methods=("gradcam", "saliency"), randomisation_faces=4)
+    plain = ex.faithfulness_table(trained, patch_faces, cache=tmp_path / "in-one-go", **options)
+    calls, real, killed = [], ex.explain, []
+
+    def failing_on_saliency(model, faces, method, *args, **kwargs):
+        calls.append(method)
+        if method == "saliency" and not killed:
+            killed.append(method)
+            raise RuntimeError("killed")  # once, e.g. the session ends
+        return real(model, faces, method, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "explain", failing_on_saliency)
+    with pytest.raises(RuntimeError, match="killed"):
+        ex.faithfulness_table(trained, patch_faces, cache=tmp_path, **options)
+    assert calls == ["gradcam", "gradcam", "gradcam", "saliency"]  # maps, trained, randomised
+    calls.clear()
+    resumed = ex.faithfulness_table(trained, patch_faces, cache=tmp_path, **options)
+    assert "gradcam" not in calls and "saliency" in calls  # gradcam read back
+    pd.testing.assert_frame_equal(resumed, plain)
+    calls.clear()
+    ex.faithfulness_table(trained, patch_faces, cache=tmp_path, **options)
+    assert not calls  # all read back
+    ex.faithfulness_table(trained, patch_faces, cache=tmp_path, seed=1, **options)
+    assert set(calls) == {"gradcam", "saliency"}  # another seed: computed afresh
 
 
 def test_randomisation_check_exposes_a_model_blind_map(trained, patch_faces):
