@@ -26,7 +26,7 @@ from fer_utils.ensemble import SELECTION_SPLIT
 from fer_utils.errors import UsageError
 from fer_utils.files import atomic_write_text
 from fer_utils.layers import Temperature
-from fer_utils.runs import DEFAULT_MODEL, versions
+from fer_utils.runs import DEFAULT_MODEL, default_choice, versions
 
 BINS = 15  # equal-width confidence bins of the ECE and the reliability diagram
 TEMPERATURES = (1e-2, 1e2)  # the range searched for T
@@ -183,10 +183,8 @@ def calibration_name(model_path: str | Path) -> str:
     """The name of a model's calibration record and figure: the run whose model it is (for
     the default model, as ``default.json`` beside it says), else the file's stem."""
     path = Path(model_path)
-    chosen = path.with_name("default.json")
-    if path.name == DEFAULT_MODEL and chosen.is_file():
-        return json.loads(chosen.read_text()).get("run_name") or path.stem
-    return path.stem
+    chosen = default_choice(path.parent).get("run_name") if path.name == DEFAULT_MODEL else None
+    return chosen or path.stem
 
 
 def default_out(model_path: str | Path) -> Path:

@@ -679,7 +679,7 @@ def _curves(
     perturbations: tuple[str, ...],
 ) -> dict[str, np.ndarray]:
     """Per-face deletion and insertion AUCs of ``maps`` under each perturbation, keyed
-    ``"<perturbation>/<kind>"``."""  # fmt: skip
+    ``"<perturbation>/<kind>"``."""
     return {
         f"{perturbation}/{kind}": curve(model, faces, maps, classes, perturbation=perturbation)
         for perturbation in perturbations
@@ -700,7 +700,7 @@ def _method_faithfulness(
 ) -> dict[str, np.ndarray]:
     """One row group of :func:`faithfulness_table`: ``method``'s AUCs (:func:`_curves`) and its
     randomisation check (``"spearman"``); the random map (``method="random"``) has no check.
-    ``key`` (:func:`model_key`) stands for ``model`` in a cache's key."""  # fmt: skip
+    ``key`` (:func:`model_key`) stands for ``model`` in a cache's key."""
     if method == "random":
         return _curves(model, faces, random_maps(len(faces), seed), classes, perturbations)
     options = _options(method, lime_samples)

@@ -312,6 +312,14 @@ def write_run(
 
 
 # --- models -------------------------------------------------------------------------------
+def default_choice(folder: Path | None = None) -> dict:
+    """``default.json`` in ``folder`` (default: models/), the one record of which run the
+    default model is: ``run_name``, how it was chosen, its sha256 and calibration record;
+    ``{}`` where there is none."""
+    chosen = (folder or models_dir()) / "default.json"
+    return json.loads(chosen.read_text()) if chosen.is_file() else {}
+
+
 def model_path(run: Run) -> Path | None:
     """The model file of ``run``'s trainer: ``models/<trainer>.keras``; else the default model
     when it is that run's (only the default is committed, so a fresh clone can still weigh it
@@ -319,8 +327,7 @@ def model_path(run: Run) -> Path | None:
     own = models_dir() / f"{run.trainer}.keras"
     if own.is_file():
         return own
-    chosen = models_dir() / "default.json"
-    if chosen.is_file() and json.loads(chosen.read_text()).get("run_name") == run.trainer:
+    if default_choice().get("run_name") == run.trainer:
         return models_dir() / DEFAULT_MODEL
     return None
 

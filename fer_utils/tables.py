@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_utils.config import models_dir, project_root
+from fer_utils.config import project_root
 from fer_utils.files import atomic_write_text
-from fer_utils.runs import Run, all_runs, find
+from fer_utils.runs import Run, all_runs, default_choice, find
 from fer_utils.tta import PREDICT_DEFAULTS, TTA_SETS
 
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
@@ -129,12 +129,12 @@ def published_comparison(runs: pd.DataFrame) -> str:
     return "\n".join([header, *lines])
 
 
-def default_model_block(runs: list[Run], choice: dict | None, calibration: dict | None) -> str:
+def default_model_block(runs: list[Run], choice: dict, calibration: dict | None) -> str:
     """Markdown on the shipped model: which run ``choice`` (``models/default.json``) names and
     how it was chosen; its PrivateTest accuracy, balanced accuracy and macro-F1 with each
     TTA set it has a record of (the set ``predict`` uses by default on each kind of source
     marked); its calibration (T, ECE before and after) and reliability diagram."""
-    if not choice or not choice.get("run_name"):
+    if not choice.get("run_name"):
         return "_No default model chosen yet: `python -m fer_utils set-default RUN...`._"
     name = choice["run_name"]
     [trained] = find(runs, run_name=name) or [None]
@@ -187,13 +187,10 @@ def default_model_block(runs: list[Run], choice: dict | None, calibration: dict 
     return "\n".join(lines)
 
 
-def _default_choice(models: Path) -> tuple[dict | None, dict | None]:
-    """``default.json`` in ``models`` and the calibration record it names (None where absent)."""
-    chosen = models / "default.json"
-    choice = json.loads(chosen.read_text()) if chosen.is_file() else None
-    record = project_root() / choice["calibration"] if choice and "calibration" in choice else None
-    calibration = json.loads(record.read_text()) if record and record.is_file() else None
-    return choice, calibration
+def _calibration_record(choice: dict) -> dict | None:
+    """The calibration record ``choice`` (``default.json``) names, None where absent."""
+    record = project_root() / choice["calibration"] if "calibration" in choice else None
+    return json.loads(record.read_text()) if record and record.is_file() else None
 
 
 def _replace_block(text: str, start: str, end: str, body: str, readme: Path) -> str:
@@ -214,7 +211,8 @@ def update_readme(readme: Path, folder: Path | None = None, models: Path | None 
     runs = runs_frame(records)
     new = _replace_block(text, TABLE_START, TABLE_END, results_table(runs), readme)
     new = _replace_block(new, COMPARISON_START, COMPARISON_END, published_comparison(runs), readme)
-    block = default_model_block(records, *_default_choice(models or models_dir()))
+    choice = default_choice(models)
+    block = default_model_block(records, choice, _calibration_record(choice))
     new = _replace_block(new, DEFAULT_START, DEFAULT_END, block, readme)
     atomic_write_text(readme, new)
     return new != text

@@ -126,7 +126,7 @@ def test_readme_states_the_default_models_scores_from_its_records(tmp_path: Path
     assert "](figures/calibration_net.png)" in block
     uncalibrated = default_model_block(records, choice, None)
     assert "Not calibrated" in uncalibrated and "T =" not in uncalibrated
-    assert "No default model" in default_model_block(records, None, None)
+    assert "No default model" in default_model_block(records, {}, None)
 
     readme = _readme(tmp_path / "README.md")  # update_readme reads models/default.json
     (tmp_path / "default.json").write_text(json.dumps(choice))

@@ -18,7 +18,7 @@ from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root
 from fer_utils.data import as_batch
 from fer_utils.errors import ModelError
 from fer_utils.files import atomic_path, atomic_write_text, file_sha256
-from fer_utils.runs import DEFAULT_MODEL, trained_run
+from fer_utils.runs import DEFAULT_MODEL, default_choice, trained_run
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     (:func:`~fer_utils.evaluation.recall_gains`: users of one emotion must not lose). The
     current default's run may compete without its own model file.
     Both folders are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
-    current = _chosen_run()
+    current = default_choice().get("run_name")
     public, files = {}, {}
     for name in runs:
         run, model = trained_run(name)
@@ -63,12 +63,6 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
             shutil.copyfile(files[best], temp)
     _record_choice({"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public})
     return best
-
-
-def _chosen_run() -> str | None:
-    """The run the current default model is (``models/default.json``), if recorded."""
-    choice = models_dir() / "default.json"
-    return json.loads(choice.read_text()).get("run_name") if choice.is_file() else None
 
 
 def _recall_losses(candidate: str, current: str) -> list[str]:
@@ -98,8 +92,7 @@ def _record_choice(choice: dict) -> None:
 def record_default_calibration(record: Path) -> None:
     """After the default model was calibrated in place: ``models/default.json`` gets its new
     sha256 and the path of the calibration record."""
-    choice_file = models_dir() / "default.json"
-    choice = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
+    choice = default_choice()
     try:
         choice["calibration"] = Path(record).resolve().relative_to(project_root()).as_posix()
     except ValueError:  # a record outside the repository (FER_RESULTS elsewhere)
