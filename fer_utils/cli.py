@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import itertools
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,11 @@ from fer_utils.inference.predict import TTA_CHOICES
 from fer_utils.settings import PretrainConfig, TrainConfig, add_config_arguments, config_from_args
 from fer_utils.tta import TTA_SETS
 
-RESUMABLE = ("train", "pretrain")  # commands whose interrupted runs resume
+RESUMABLE = {  # commands whose interrupted runs resume, and how
+    "train": "run the same command again to resume",
+    "pretrain": "run the same command again to resume",
+    "predict": "--out keeps the rows of every finished input: add --resume to continue",
+}
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM)
 SAMPLE_CSV = project_root() / "data" / "sample" / "fer2013_sample.csv.gz"
 
@@ -35,7 +40,7 @@ COMMANDS: dict[str, tuple[str, Arguments, Callable[[argparse.Namespace], None]]]
 def command(name: str, help: str, arguments: Arguments = lambda parser: None) -> Callable:
     """Register the decorated handler as the command ``name``, with its ``arguments``."""
 
-    def register(handler: Callable[[argparse.Namespace], None]) -> Callable:
+    def register(handler: Callable[[argparse.Namespace], int | None]) -> Callable:
         COMMANDS[name] = (help, arguments, handler)
         return handler
 
@@ -49,6 +54,17 @@ def has_data() -> bool:
     except DataError:
         return False
     return True
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # (NaN too)
+        raise argparse.ArgumentTypeError(f"a number of at least 0 is needed, not {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -79,7 +95,9 @@ def _add_run_args(parser: argparse.ArgumentParser, default_name: str) -> None:
         help="data and budgets (config.PROFILES)",
     )
     parser.add_argument("--run-name", help=f"default: {default_name}")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=positive_int, help="intra-op threads (default: all cores)"
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -153,6 +171,8 @@ def cmd_download(args: argparse.Namespace) -> None:
     from fer_utils.data.download import download_fer2013, download_ferplus
 
     dest = Path(args.dest) if args.dest else None
+    if dest and dest.exists() and not dest.is_dir():
+        raise UsageError(f"--dest {dest} is a file: give a folder to download into")
     print(f"FER2013: {download_fer2013(dest, args.source, args.force)}")
     if args.ferplus:
         print(f"FER+:    {download_ferplus(dest, args.force)}")
@@ -186,9 +206,15 @@ def cmd_clean(args: argparse.Namespace) -> None:
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
-    p.add_argument("--out", default=str(project_root() / "data" / "sample"))
-    p.add_argument("--train-per-class", type=int, default=24)
-    p.add_argument("--eval-per-class", type=int, default=8)
+    p.add_argument(
+        "--out",
+        default=str(project_root() / "data" / "sample"),
+        help="folder to write into (default: data/sample/, the committed sample, replaced)",
+    )
+    p.add_argument("--train-per-class", type=positive_int, default=24, help="Training faces")
+    p.add_argument(
+        "--eval-per-class", type=positive_int, default=8, help="PublicTest and PrivateTest faces"
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -196,6 +222,8 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from fer_utils.data.sample import write_sample
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file: give a folder for the sample")
     paths = write_sample(
         _load(args), Path(args.out), args.train_per_class, args.eval_per_class, args.seed
     )
@@ -227,7 +255,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from fer_utils.devices import set_threads
     from fer_utils.experiment import check_outputs, run_experiment
-    from fer_utils.models import check_model
+    from fer_utils.models import check_init, check_model
     from fer_utils.runs import command_line
 
     profile = get_profile(args.profile)
@@ -235,6 +263,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         TrainConfig, args, {"epochs": profile.epochs, "batch_size": profile.batch_size}
     )
     check_model(config.model, config.model_kwargs)
+    if config.init:
+        check_init(config.init, config.model, config.correction, **config.model_kwargs)
     run_name = args.run_name or f"{config.model}-{args.profile}-s{config.seed}"
     check_outputs(run_name)  # before the data is loaded, not after hours of training
     set_threads(args.threads)
@@ -263,7 +293,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         choices=list(TTA_SETS),
         help="writes results/<RUN>-tta-<set>.json (shifts: <RUN>-tta.json)",
     )
-    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, help="intra-op threads (default: all cores)")
     _add_data_args(p)
 
 
@@ -275,8 +305,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from fer_utils.devices import set_threads
     from fer_utils.experiment import evaluate_saved
-    from fer_utils.runs import command_line
+    from fer_utils.runs import command_line, trained_run
 
+    for run in args.runs:  # every name checked before the data is loaded
+        trained_run(run)
     set_threads(args.threads)
     dataset = _load(args)
     for run in args.runs:
@@ -375,7 +407,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         help="haar: fast; mtcnn: finds more faces; none: the inputs are face crops",
     )
     p.add_argument(
-        "--margin", type=float, default=None,
+        "--margin", type=non_negative_float, default=None,
         help="crop the box's square widened by this fraction on each side (default: the "
         "detector's crop geometry measured on FER2013, faces.CROP_GEOMETRY)",
     )  # fmt: skip
@@ -415,22 +447,32 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="csv", choices=["csv", "json", "jsonl"])
     p.add_argument(
         "--out",
-        help="write the rows to this file, atomically, once all are done; one predict "
-        "at a time per file (it holds OUT.lock) (default: standard output, as they come)",
+        help="write the rows to this file, atomically, once all are done (interrupted, it keeps "
+        "the rows of every finished input); one predict at a time per file (it holds "
+        "OUT.lock) (default: standard output, as they come)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in --out and predict only the inputs they do not name",
     )
     p.add_argument("--annotate", metavar="FOLDER", help="write annotated images / videos here")
 
 
 @command("predict", "emotions of the faces in images, folders, videos, webcams", _predict_args)
-def cmd_predict(args: argparse.Namespace) -> None:
+def cmd_predict(args: argparse.Namespace) -> int:
     """Predict on ``args.paths``; ``--out`` and ``--annotate`` are checked before any work, and
-    ``--out`` is written atomically while holding ``<out>.lock`` (one writer at a time)."""
+    ``--out`` is written atomically while holding ``<out>.lock`` (one writer at a time). Ctrl-C
+    leaves ``--out`` with the rows of every finished input, which ``--resume`` keeps. Exit
+    status 1 when any input could not be used (its row says why)."""
     import contextlib
 
-    from fer_utils.files import atomic_open, writable_folder
+    from fer_utils.files import writable_folder
     from fer_utils.inference import load_classifier, predict_sources
-    from fer_utils.inference.predict import NOT_ANNOTATED, STATUSES, output_lock, write_rows
+    from fer_utils.inference.predict import NOT_ANNOTATED, STATUSES, output_lock, read_rows
 
+    if args.resume and not args.out:
+        raise UsageError("--resume continues the rows of --out: give --out FILE too")
     with contextlib.ExitStack() as stack:
         if args.out:
             stack.enter_context(output_lock(args.out))
@@ -438,6 +480,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
             if Path(args.annotate).is_file():
                 raise UsageError(f"--annotate {args.annotate} is a file: give a folder")
             writable_folder(args.annotate, "--annotate")
+        earlier = read_rows(args.out, args.format) if args.resume else []
+        complete = {row["source"] for row in earlier}  # inputs whose rows are all out
         classifier = load_classifier(args.model)
         rows = predict_sources(
             args.paths,
@@ -452,24 +496,52 @@ def cmd_predict(args: argparse.Namespace) -> None:
             tta=args.tta,
             min_score=args.min_score,
             largest=args.largest,
+            done=frozenset(row["source"] for row in earlier),
+            finished=complete.add,
         )
-        if not args.out:
-            counts = write_rows(rows, sys.stdout, args.format)
-        else:
-            try:  # a crash or a full disk leaves the --out file as it was
-                with atomic_open(args.out, "w", newline="") as out:
-                    counts = write_rows(rows, out, args.format)
-            except OSError as error:
-                raise UsageError(
-                    f"could not write --out {args.out} ({error.strerror or error});"
-                    " it is left as it was: free some space or choose another "
-                    "--out"
-                ) from None
+        counts = _write_predictions(earlier, complete, rows, args)
     others = sorted(set(counts) - {*STATUSES, NOT_ANNOTATED})
     summary = ", ".join(f"{counts.get(status, 0)} {status}" for status in (*STATUSES, *others))
+    if earlier:
+        summary += f" ({len(earlier)} rows kept from --out)"
     if args.annotate:
         summary += f"; {counts.get(NOT_ANNOTATED, 0)} annotated copies not written"
     print(f"{classifier.path.name}: {summary}", file=sys.stderr)
+    return 1 if counts.get("error") else 0
+
+
+def _write_predictions(
+    earlier: list[dict], complete: set[str], rows: Iterable[dict], args: argparse.Namespace
+) -> dict:
+    """``earlier`` (rows kept by --resume) and then ``rows`` to --out (atomically) or to
+    standard output; the counts of :func:`~fer_utils.inference.predict.write_rows`. When Ctrl-C
+    stops it, --out gets the rows of every input in ``complete`` (kept up to date by
+    ``predict_sources``), the one in progress left for --resume, and the interruption goes on."""
+    from fer_utils.files import atomic_open
+    from fer_utils.inference.predict import write_rows
+
+    if not args.out:
+        return write_rows(rows, sys.stdout, args.format)
+    written = list(earlier)
+
+    def kept(rows: Iterable[dict]) -> Iterator[dict]:
+        for row in rows:
+            written.append(row)
+            yield row
+
+    try:  # a crash or a full disk leaves the --out file as it was
+        try:
+            with atomic_open(args.out, "w", newline="") as out:
+                return write_rows(itertools.chain(earlier, kept(rows)), out, args.format)
+        except KeyboardInterrupt:
+            with atomic_open(args.out, "w", newline="") as out:
+                write_rows((r for r in written if r["source"] in complete), out, args.format)
+            raise
+    except OSError as error:
+        raise UsageError(
+            f"could not write --out {args.out} ({error.strerror or error}); it is left as it "
+            "was: free some space or choose another --out"
+        ) from None
 
 
 def _test_faces(data: str | None) -> np.ndarray:
@@ -485,7 +557,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         choices=["onnx", "litert"],
-        help="default: onnx; with --ensemble, none: the ensemble's .keras model only",
+        help="default: as --out's suffix says (.onnx, .tflite), else onnx; with --ensemble, "
+        "none: the ensemble's .keras model only",
     )
     p.add_argument(
         "--ensemble",
@@ -544,13 +617,15 @@ def _export_ensemble(args: argparse.Namespace) -> None:
 )
 def cmd_export(args: argparse.Namespace) -> None:
     from fer_utils.inference import load_classifier  # (its loader registers fer_utils.layers)
+    from fer_utils.inference.export import format_of
 
     if args.ensemble:
         if args.model:
             raise UsageError("--model and --ensemble: give one of them")
         _export_ensemble(args)
         return
-    _export_checked(load_classifier(args.model), args.out, args.format or "onnx", args.data)
+    fmt = args.format or format_of(args.out)
+    _export_checked(load_classifier(args.model), args.out, fmt, args.data)
 
 
 def _calibrate_args(p: argparse.ArgumentParser) -> None:
@@ -569,7 +644,7 @@ def _calibrate_args(p: argparse.ArgumentParser) -> None:
     _calibrate_args,
 )
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from fer_utils.calibration import calibrate_and_record, default_out
+    from fer_utils.calibration import calibrate_and_record, calibration_name, default_out
     from fer_utils.config import models_dir
     from fer_utils.files import writable_folder
     from fer_utils.inference import load_classifier
@@ -579,8 +654,12 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     if model.kind != "keras":
         raise UsageError(f"{model.path}: calibrate takes a .keras model, not .{model.kind}")
     out = Path(args.out) if args.out else default_out(model.path)
+    if out.suffix != ".keras" or out.is_dir():
+        raise UsageError(f"--out {out}: the calibrated model is a .keras file; name one")
     writable_folder(out.parent, "--out")
-    record, path, figure = calibrate_and_record(model.path, out, _load(args), command_line())
+    data = _load(args)
+    _check_trained_on(calibration_name(model.path), data)
+    record, path, figure = calibrate_and_record(model.path, out, data, command_line())
     print(f"temperature T = {record['temperature']:.4f}, fitted on PublicTest")
     for split, values in record["splits"].items():
         print(
@@ -595,6 +674,20 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
         record_default_calibration(path)
         print("models/default.json: the default model's new sha256 and its calibration record")
+
+
+def _check_trained_on(run_name: str, data) -> None:
+    """A :class:`DataError` if ``run_name`` is a trained run's record and ``data`` is not
+    what it was trained on (a model's own record is the only way to know; none, no check)."""
+    from fer_utils.experiment import data_of_run
+    from fer_utils.runs import read_run
+
+    try:
+        trained = read_run(run_name)
+    except FileNotFoundError:
+        return
+    if trained.kind == "trained":
+        data_of_run(trained, data)
 
 
 def _set_default_args(p: argparse.ArgumentParser) -> None:
@@ -653,9 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     (1, 130). Training and pretraining resume when the same command is run again."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    again = "run the same command again to resume" if args.command in RESUMABLE else ""
+    again = RESUMABLE.get(args.command, "")
     try:
-        args.func(args)
+        status = args.func(args)
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -669,4 +762,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted{'; ' + again if again else ''}", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

@@ -64,6 +64,13 @@ def bootstrap_ci(
     return bootstrap_mean_ci(correct, n_boot, level, seed)
 
 
+def accuracy_ci(accuracy: float, n: int, **options) -> tuple[float, float]:
+    """95 % bootstrap interval of an accuracy known only as a share of ``n`` faces (the faces
+    not at hand): :func:`bootstrap_mean_ci` of that many right and wrong answers, which is
+    what resampling the faces would give; ``options`` as there."""
+    return bootstrap_mean_ci(np.arange(n) < round(accuracy * n), **options)
+
+
 def bootstrap_gain_ci(
     labels: np.ndarray, predicted: np.ndarray, baseline: np.ndarray, **options
 ) -> tuple[float, float]:
@@ -109,6 +116,21 @@ def confusion(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
     table = pd.DataFrame(matrix, index=list(EMOTIONS), columns=list(EMOTIONS))
     table.index.name, table.columns.name = "true", "predicted"
     return table
+
+
+def where_misses_go(labels: np.ndarray, probabilities: np.ndarray, top: int = 2) -> pd.DataFrame:
+    """Per true emotion: its recall and the ``top`` emotions its faces are most often taken
+    for, each with the share of that emotion's faces (read off the confusion matrix)."""
+    counts = confusion(labels, probabilities)
+    shares = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)
+    rows = {}
+    for emotion, row in shares.iterrows():
+        wrong = row.drop(emotion).nlargest(top)
+        rows[emotion] = {"recall": row[emotion]} | {
+            f"taken for #{k + 1}": f"{other} ({share:.0%})"
+            for k, (other, share) in enumerate(wrong.items())
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").round(3)
 
 
 def predict(

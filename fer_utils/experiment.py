@@ -158,20 +158,28 @@ def evaluate_and_record(
     return run, {split: probs for split, (_, probs) in predictions.items()}
 
 
+def data_of_run(trained: Run, data: Dataset) -> Dataset:
+    """The part of ``data`` that the trained run ``trained`` saw (its profile's subset, its
+    label fraction), or a :class:`DataError` when ``data`` is not what it was trained on
+    (checked by hash)."""
+    seed = trained.config.get("seed", 0)
+    dataset = profile_data(data, trained.profile, seed)
+    dataset = dataset.label_fraction(trained.config.get("label_fraction", 1.0), seed=seed)
+    if dataset.sha256 != trained.data_sha256:
+        raise DataError(
+            f"{trained.run_name} was trained on data {trained.data_sha256[:12]}…, this is "
+            f"{dataset.sha256[:12]}…: pass the data it was trained on (--data)"
+        )
+    return dataset
+
+
 def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Run:
     """Evaluate a finished run's saved model (``models/<run>.keras``, or the default model if
     it is that run's) with the TTA set ``tta`` and write its ``tta`` record, which keeps the
     run's training time and settings. ``data`` must be the data the run was trained on
     (checked by its hash)."""
     trained, model_file = trained_run(run_name)
-    seed = trained.config.get("seed", 0)
-    dataset = profile_data(data, trained.profile, seed)
-    dataset = dataset.label_fraction(trained.config.get("label_fraction", 1.0), seed=seed)
-    if dataset.sha256 != trained.data_sha256:
-        raise DataError(
-            f"{run_name} was trained on data {trained.data_sha256[:12]}…, this is "
-            f"{dataset.sha256[:12]}…: pass the data it was trained on (--data)"
-        )
+    dataset = data_of_run(trained, data)
     model = keras.saving.load_model(model_file, safe_mode=True)
     run, _ = evaluate_and_record(
         model, run_name, trained.model, dataset, trained.profile, command,

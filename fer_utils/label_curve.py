@@ -110,6 +110,31 @@ class LabelCurve:
             rows.append(row)
         return pd.DataFrame(rows).set_index("labels")
 
+    def learning_rate_check(self, fraction: float, rate: float) -> pd.DataFrame:
+        """Per start, PublicTest accuracy at ``fraction`` of the labels with the recipe's
+        learning rate and with ``rate`` (the run ``labels-<fraction>-<init>-lr<rate>-<profile>``,
+        where it was tried), the lower rate's paired gain with its 95 % bootstrap interval and
+        whether that is beyond noise; no row for a start whose runs are not recorded."""
+        rows = {}
+        for init in INITS:
+            tried = f"labels-{fraction}-{init}-lr{rate}-{self.profile}"
+            splits = [
+                read_predictions(run).get("PublicTest")
+                for run in (self.run_name(fraction, init), tried)
+            ]
+            if None in splits or not np.array_equal(splits[0][0], splits[1][0]):
+                continue
+            labels = splits[0][0]
+            recipe, other = (probabilities.argmax(1) for _, probabilities in splits)
+            low, high = bootstrap_gain_ci(labels, other, recipe)
+            scores = np.mean(recipe == labels), np.mean(other == labels)
+            rows[init] = {
+                "recipe": scores[0], f"lr {rate:g}": scores[1], "gain": scores[1] - scores[0],
+                "gain_low": low, "gain_high": high,
+                "verdict": "lower" if high < 0 else "higher" if low > 0 else "within noise",
+            }  # fmt: skip
+        return pd.DataFrame.from_dict(rows, orient="index")
+
 
 @dataclass(frozen=True)
 class Aim:

@@ -9,8 +9,10 @@ file needs no preprocessing code to be used.
 from __future__ import annotations
 
 import inspect
+import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,7 +20,7 @@ import tensorflow as tf
 from keras import layers
 
 from fer_utils.config import EMOTIONS, IMAGE_SIZE
-from fer_utils.errors import UsageError
+from fer_utils.errors import ModelError, UsageError
 from fer_utils.files import atomic_path
 from fer_utils.heads import emotion_head
 from fer_utils.preprocessing import CORRECTIONS, correct
@@ -95,6 +97,28 @@ def check_model(name: str, kwargs: dict) -> None:
             f"model {name!r} takes no {', '.join(map(repr, unknown))}; "
             f"its options are {', '.join(parameters) or 'none'}"
         )
+
+
+def check_init(path: str | Path, name: str, correction: str = "none", **kwargs) -> None:
+    """Raise :class:`ModelError` unless ``path`` is a ``.keras`` file whose weights load into
+    the model ``name`` (with ``correction`` and ``kwargs``) as training will load them: checked
+    before any data is loaded, not after it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"--init {path}: no such file; give a .keras model (e.g. pretrain's)")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"--init {path} is not a .keras model file (a zip archive)")
+    model = build_model(name, correction=correction, **kwargs)
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"--init {path}: its weights do not fit a {name!r} model ({reason}); give a model of "
+            "the same architecture"
+        ) from None
+    finally:
+        keras.backend.clear_session()
 
 
 def build_model(

@@ -15,8 +15,14 @@ import cv2
 import numpy as np
 from skimage import exposure, filters
 
-SHIFTS: tuple[str, ...] = ("darker", "brighter", "low_contrast", "gamma", "side_light")
-"""Controlled lighting changes of :func:`shift_lighting`."""
+SHIFTS: dict[str, str] = {
+    "darker": "intensity × (1 − 0.8 s)",
+    "brighter": "distance to white × (1 − 0.8 s)",
+    "low_contrast": "contrast × (1 − 0.8 s)",
+    "gamma": "gamma 1 + 2 s",
+    "side_light": "right edge × (1 − 0.9 s)",
+}
+"""Controlled lighting changes of :func:`shift_lighting`, each with what its strength s does."""
 
 
 def _per_image(images: np.ndarray) -> np.ndarray:

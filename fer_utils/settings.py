@@ -212,7 +212,26 @@ def config_from_args(cls: type, args: argparse.Namespace, defaults: dict):
         given = getattr(args, name, None)
         if given is not None:
             values[name] = f.metadata["parse"](given) if f.metadata.get("parse") else given
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _typed(name, value, hints[name]) for name, value in values.items()})
+
+
+_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+          dict: "a JSON object", type(None): "null"}  # fmt: skip
+
+
+def _typed(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as setting ``name``'s type ``hint`` asks for (a whole number is a float too),
+    or a :class:`UsageError` that says what it must be (``--set epochs=abc``, a string in a
+    ``--config`` file, ``class_weighting=maybe``)."""
+    kinds = typing.get_args(hint) or (hint,)
+    for kind in kinds:
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+    wanted = " or ".join(_WORDS.get(kind, getattr(kind, "__name__", str(kind))) for kind in kinds)
+    raise UsageError(f"setting {name}={value!r}: must be {wanted}")
 
 
 def _known(key: str, names: dict, where: str) -> str:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_utils.config import project_root
+from fer_utils.config import project_root, results_dir
+from fer_utils.errors import UsageError
+from fer_utils.evaluation import accuracy_ci
 from fer_utils.files import atomic_write_text
 from fer_utils.runs import Run, all_runs, default_choice, find
 from fer_utils.tta import PREDICT_DEFAULTS, TTA_SETS
@@ -102,17 +104,28 @@ def selection_score(runs: pd.DataFrame) -> pd.Series:
     return runs.PublicTest_accuracy.where(~ensembles, runs.cv_accuracy)
 
 
+def _against(published: float, accuracy: float, n: int) -> str:
+    """Two table cells: ``accuracy`` (a fraction, on ``n`` faces) with its 95 % bootstrap
+    interval, and whether ``published`` (percent) lies above, below or inside it. The interval
+    is this project's alone: the published runs' predictions are not available to pair."""
+    low, high = (100 * bound for bound in accuracy_ci(accuracy, n))
+    verdict = "above" if low > published else "below" if high < published else "within noise"
+    return f"{100 * accuracy:.2f} [{low:.1f}, {high:.1f}] | {verdict}"
+
+
 def published_comparison(runs: pd.DataFrame) -> str:
     """Markdown table: each published result of :data:`PUBLISHED` next to this project's
-    answer, without and with TTA. The run is the family's best by :func:`selection_score`
-    (PublicTest), never by PrivateTest (that would pick the luckiest run on the test set); its
-    PrivateTest accuracy is what is compared."""
+    answer, without and with TTA, each with its 95 % interval and whether it is above, below
+    or within noise of the published number. The run is the family's best by
+    :func:`selection_score` (PublicTest), never by PrivateTest (that would pick the luckiest
+    run on the test set); its PrivateTest accuracy is what is compared."""
     runs = _reported(runs)
     if runs.empty:
         return NO_RESULTS
     header = (
-        "| published | PrivateTest % | this project (best on PublicTest) | PrivateTest % "
-        "| with TTA | PrivateTest % |\n|---|---|---|---|---|---|"
+        "| published | PrivateTest % | this project (best on PublicTest) | PrivateTest % [95 % CI]"
+        " | vs published | with TTA | PrivateTest % [95 % CI] | vs published |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
     lines = []
     for source, accuracy, family in PUBLISHED:
@@ -121,10 +134,11 @@ def published_comparison(runs: pd.DataFrame) -> str:
         for tta in (False, True):
             scores = selection_score(members[members.tta.notna() == tta])
             if scores.isna().all():
-                cells.append("– | –")
+                cells.append("– | – | –")
                 continue
             best = members.loc[scores.idxmax()]
-            cells.append(f"{best.run_name} | {100 * best.PrivateTest_accuracy:.2f}")
+            against = _against(accuracy, best.PrivateTest_accuracy, int(best.PrivateTest_n))
+            cells.append(f"{best.run_name} | {against}")
         lines.append(f"| {source} | {accuracy:.2f} | {' | '.join(cells)} |")
     return "\n".join([header, *lines])
 
@@ -195,7 +209,7 @@ def _calibration_record(choice: dict) -> dict | None:
 
 def _replace_block(text: str, start: str, end: str, body: str, readme: Path) -> str:
     if start not in text or end not in text:
-        raise ValueError(f"{readme} has no {start} … {end} markers")
+        raise UsageError(f"{readme} has no {start} … {end} markers: pass this project's README")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{body}\n{end}{tail}"
@@ -206,8 +220,15 @@ def update_readme(readme: Path, folder: Path | None = None, models: Path | None 
     ``folder``, default results/) and the default model's summary (:func:`default_model_block`;
     ``models``, default models/) between their markers in ``readme``; True if anything
     changed."""
+    if not readme.is_file():
+        raise UsageError(f"{readme} is not a file: pass the README to update with --readme")
     text = readme.read_text(encoding="utf-8")
     records = all_runs(folder)
+    if not records:  # an empty or misdirected run store must not wipe the tables
+        raise UsageError(
+            f"no run records in {folder or results_dir()}: nothing to build the tables from "
+            "(is FER_RESULTS pointing elsewhere?)"
+        )
     runs = runs_frame(records)
     new = _replace_block(text, TABLE_START, TABLE_END, results_table(runs), readme)
     new = _replace_block(new, COMPARISON_START, COMPARISON_END, published_comparison(runs), readme)

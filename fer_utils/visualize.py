@@ -213,6 +213,7 @@ def heatmap(
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="both", labelsize=8 if cell >= 0.5 else 6)
     ax.tick_params(axis="x", rotation=45)
+    ax.tick_params(axis="y", rotation=0)  # row names read across, like the columns'
     plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     save_figure(fig, save)
     return fig
@@ -277,13 +278,15 @@ def mistakes(
     images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, indices: np.ndarray,
     ncols: int = 8, save: str | None = None,
 ) -> plt.Figure:  # fmt: skip
-    """Faces at ``indices`` titled 'true → predicted (confidence)'."""
+    """Faces at ``indices`` titled 'true → predicted (confidence)', which the figure's title
+    says."""
     predicted = probabilities.argmax(axis=1)
     titles = [
         f"{EMOTIONS[labels[i]]} → {EMOTIONS[predicted[i]]}\n({probabilities[i, predicted[i]]:.2f})"
         for i in indices
     ]
-    return face_grid(images[indices], titles, ncols=ncols, save=save)
+    key = "each face: true label → prediction (its confidence)"
+    return face_grid(images[indices], titles, ncols=ncols, suptitle=key, save=save)
 
 
 def grouped_bars(
@@ -469,10 +472,17 @@ def variants_grid(
     return fig
 
 
-def robustness_curves(table: pd.DataFrame, save: str | None = None) -> plt.Figure:
-    """Accuracy (%) against shift strength, one panel per lighting shift (three to a row) and
-    one line per model (the long table of :func:`fer_utils.evaluation.lighting_robustness`);
-    the legend takes a spare panel, or sits below."""
+def robustness_curves(
+    table: pd.DataFrame, n: int | None = None, reference: str = "none", save: str | None = None
+) -> plt.Figure:
+    """Accuracy (%) against shift strength, one panel per lighting shift (three to a row,
+    titled with what its strength does) and one line per model (the long table of
+    :func:`fer_utils.evaluation.lighting_robustness`); with ``n`` (faces per accuracy) a grey
+    band is the ``reference`` model's 95 % interval, so a line outside it differs beyond noise
+    of that one accuracy. The legend takes a spare panel, or sits below."""
+    from fer_utils.evaluation import accuracy_ci
+    from fer_utils.preprocessing import SHIFTS
+
     shifts = list(dict.fromkeys(table["shift"]))
     ncols = min(3, len(shifts))
     nrows = -(-len(shifts) // ncols)
@@ -482,22 +492,33 @@ def robustness_curves(table: pd.DataFrame, save: str | None = None) -> plt.Figur
     models = list(dict.fromkeys(table["model"]))
     palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "husl",
                                                  len(models)), strict=True))  # fmt: skip
+    band = n is not None and reference in models
     for ax, shift in zip(axes.flat, shifts, strict=False):
         part = percent[percent["shift"] == shift]
+        if band:
+            ref = part[part.model == reference].sort_values("strength")
+            bounds = np.array([accuracy_ci(a / 100, n) for a in ref.accuracy]) * 100
+            ax.fill_between(ref.strength, bounds[:, 0], bounds[:, 1], color="0.8", lw=0)
         sns.lineplot(part, x="strength", y="accuracy", hue="model", marker="o", ax=ax,
                      palette=palette, legend=False, markersize=4, linewidth=1)  # fmt: skip
-        ax.set(title=shift.replace("_", " "), xlabel="shift strength (0 = unchanged)")
+        ax.set(xlabel="strength s (0 = unchanged)")
+        ax.set_title(f"{shift.replace('_', ' ')}: {SHIFTS.get(shift, '')}".rstrip(": "),
+                     fontsize=7)  # fmt: skip
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy (%, higher is better)")
     handles = [plt.Line2D([], [], color=palette[m], marker="o", markersize=4) for m in models]
+    labels = list(models)
+    if band:
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="0.8"))
+        labels.append(f"{reference}: 95 % interval")
     spare = list(axes.flat[len(shifts) :])
     for ax in spare:
         ax.axis("off")
     if spare:
-        spare[0].legend(handles, models, loc="center", fontsize=7, title="model")
+        spare[0].legend(handles, labels, loc="center", fontsize=7, title="model")
     else:
-        fig.legend(handles, models, loc="outside lower center", ncols=4, fontsize=7)
+        fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
     save_figure(fig, save)
     return fig
 
@@ -692,35 +713,47 @@ def label_efficiency(
 def faithfulness(table: pd.DataFrame, save: str | None = None) -> plt.Figure:
     """Each method's deletion and insertion AUC minus the random map's on the same faces, with
     the 95 % bootstrap interval of the paired difference (``explain.faithfulness_table``); one
-    row of panels per perturbation. Left of 0 is better for deletion, right for insertion;
-    filled markers beat random (the interval excludes 0 on the better side)."""
+    row of panels per perturbation, the methods in one order throughout. Left of 0 is better
+    for deletion, right for insertion; green markers beat random (the interval excludes 0 on
+    the better side), red ones lose to it (it excludes 0 on the worse side), open ones are
+    within noise of it."""
     table = table[table.index != "random"]
     perturbations = list(dict.fromkeys(table.perturbation))
+    order = list(dict.fromkeys(table.index[table.perturbation == perturbations[0]]))
     fig, axes = plt.subplots(
         len(perturbations), 2, figsize=(7, 1.3 + 0.26 * len(table)), sharex="col", squeeze=False,
         layout="constrained",
     )  # fmt: skip
     for row, perturbation in zip(axes, perturbations, strict=True):
-        part = table[table.perturbation == perturbation]
+        part = table[table.perturbation == perturbation].reindex(order)
         y = np.arange(len(part))
         for ax, test, better in zip(row, ("deletion", "insertion"), ("← better", "better →"),
                                     strict=True):  # fmt: skip
             diff = part[f"{test}_vs_random"].to_numpy()
-            low, high = part[f"{test}_vs_random_low"], part[f"{test}_vs_random_high"]
+            low = part[f"{test}_vs_random_low"].to_numpy()
+            high = part[f"{test}_vs_random_high"].to_numpy()
             beats = part[f"{test}_beats_random"].to_numpy(bool)
+            loses = low > 0 if test == "deletion" else high < 0
+            noise = ~beats & ~loses
             ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="none", ecolor="0.4")
             ax.scatter(diff[beats], y[beats], color="C2", zorder=3, label="beats random")
-            ax.scatter(diff[~beats], y[~beats], facecolor="white", edgecolor="0.3", zorder=3,
-                       label="does not")  # fmt: skip
+            ax.scatter(diff[loses], y[loses], color="C3", marker="s", zorder=3,
+                       label="loses to random")  # fmt: skip
+            ax.scatter(diff[noise], y[noise], facecolor="white", edgecolor="0.3", zorder=3,
+                       label="within noise")  # fmt: skip
             ax.axvline(0, color="0.5", lw=0.8)
             ax.set_yticks(y, part.index, fontsize=7)
             ax.set_title(f"{test}, pixels → {perturbation} ({better})", fontsize=8)
             ax.grid(axis="x", alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("AUC − random map's AUC\n(class probability × share of pixels)", fontsize=8)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles = [  # every kind, whichever panels hold it
+        plt.Line2D([], [], ls="", marker="o", color="C2", label="beats random"),
+        plt.Line2D([], [], ls="", marker="s", color="C3", label="loses to random"),
+        plt.Line2D([], [], ls="", marker="o", mfc="white", mec="0.3", label="within noise"),
+    ]
     title = "95 % paired bootstrap interval vs the random map:"
-    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7, title=title,
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7, title=title,
                title_fontsize=7)  # fmt: skip
     save_figure(fig, save)
     return fig
@@ -756,6 +789,9 @@ def reliability_diagram(
         bottom.set_xlabel("confidence (largest probability)")
     axes[0, 0].set_ylabel("accuracy (fraction right)")
     axes[1, 0].set_ylabel("faces (count)")
+    most = max(curve.count.max() for curve in panels.values())
+    for bottom in axes[1]:  # one count scale, so the panels' bins compare
+        bottom.set_ylim(0, 1.05 * most)
     fig.legend(handles=[*handles, gap, diagonal], loc="upper center", ncols=2, fontsize=7.5,
                title=f"Reliability on {split} ({len(curve.count)} bins)",
                title_fontsize=9, frameon=False)  # fmt: skip

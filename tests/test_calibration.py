@@ -29,6 +29,7 @@ from fer_utils.files import file_sha256
 from fer_utils.inference import load_classifier
 from fer_utils.inference.export import export_model, max_difference
 from fer_utils.models import build_model, save_for_inference
+from fer_utils.runs import write_run
 
 from conftest import ROOT, SAMPLE_CSV
 
@@ -145,3 +146,29 @@ def test_calibrate_of_a_missing_model_is_one_line(capsys):
     assert main(["calibrate", "--model", "nowhere.keras", "--data", str(SAMPLE_CSV)]) == 2
     err = capsys.readouterr().err
     assert "model file not found: nowhere.keras" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("out", ["m.h5", "folder"])
+def test_calibrate_refuses_an_out_that_is_not_a_keras_file_before_fitting(tmp_path, capsys, out):
+    (tmp_path / "folder").mkdir()
+    model = tmp_path / "m.keras"
+    shutil.copyfile(ROOT / "models" / "default.keras", model)
+    argv = ["calibrate", "--model", str(model), "--out", str(tmp_path / out)]
+    assert main([*argv, "--data", str(SAMPLE_CSV)]) == 2
+    err = capsys.readouterr().err
+    assert "the calibrated model is a .keras file" in err and err.count("\n") == 1
+    assert not (results_dir() / "calibration" / "m.json").exists()
+
+
+def test_calibrate_refuses_data_other_than_the_runs_own(tmp_path, capsys):
+    """A run's model calibrated on other faces would overwrite its calibration record with a
+    fit on data it was never scored on: refused, like evaluate."""
+    labels = np.arange(70) % 7
+    splits = {s: (labels, np.eye(7)[labels]) for s in ("PublicTest", "PrivateTest")}
+    write_run("mine", "trained", "toy", "train mine", "cpu", "f" * 64, 1.0, splits)
+    model = tmp_path / "mine.keras"
+    shutil.copyfile(ROOT / "models" / "default.keras", model)
+    assert main(["calibrate", "--model", str(model), "--data", str(SAMPLE_CSV)]) == 2
+    err = capsys.readouterr().err
+    assert "mine was trained on data ffffffffffff…" in err and err.count("\n") == 1
+    assert not (results_dir() / "calibration" / "mine.json").exists()

@@ -32,6 +32,10 @@ def test_an_unknown_model_or_option_fails_before_any_data_is_loaded(capsys) -> N
         (["train", "--model", "vgg", "--model-kwargs", "[2]"], "a JSON object is needed"),
         (["predict", "a.jpg", "--every", "0"], "at least 1"),
         (["predict", "a.jpg", "--step", "1"], "above 1"),
+        (["predict", "a.jpg", "--margin", "-5"], "at least 0"),
+        (["train", "--model", "fast_cnn", "--threads", "0"], "at least 1"),
+        (["sample", "--eval-per-class", "0"], "at least 1"),
+        (["sample", "--train-per-class", "-3"], "at least 1"),
     ],
 )
 def test_malformed_arguments_are_usage_errors(argv: list[str], message: str, capsys) -> None:
@@ -113,3 +117,89 @@ def test_bad_settings_from_files_and_set_are_one_line(argv, message, capsys) -> 
     assert main(["train", "--data", "/nonexistent/fer2013.csv", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("epochs=abc", "setting epochs='abc': must be a whole number"),
+        ("epochs=2.5", "setting epochs=2.5: must be a whole number"),
+        ("epochs", "setting epochs='': must be a whole number"),
+        ("learning_rate=fast", "setting learning_rate='fast': must be a number"),
+        ("class_weighting=maybe", "setting class_weighting='maybe': must be true or false"),
+        ("model_kwargs=x", "setting model_kwargs='x': must be a JSON object"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_one_line_before_any_data(capsys, setting, message):
+    missing = "/nonexistent/fer2013.csv"  # would be a DataError if the data were read first
+    assert main(["train", "--model", "fast_cnn", "--set", setting, "--data", missing]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n"
+
+
+def test_a_whole_number_is_a_float_setting_and_a_config_file_is_typed_too(tmp_path, capsys):
+    assert train_config(["--model", "fast_cnn", "--set", "learning_rate=1"]).learning_rate == 1.0
+    (tmp_path / "c.json").write_text('{"epochs": "3"}')
+    argv = ["train", "--model", "fast_cnn", "--config", str(tmp_path / "c.json")]
+    assert main([*argv, "--data", "/nonexistent/fer2013.csv"]) == 2
+    assert "setting epochs='3': must be a whole number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing", "not a model", "another architecture"])
+def test_a_bad_init_model_is_one_line_before_any_data(tmp_path, capsys, case):
+    init = {"missing": tmp_path / "none.keras", "not a model": tmp_path / "notes.keras",
+            "another architecture": ROOT / "models" / "default.keras"}[case]  # fmt: skip
+    (tmp_path / "notes.keras").write_text("not a zip")
+    argv = ["train", "--model", "fast_cnn", "--init", str(init)]
+    assert main([*argv, "--data", "/nonexistent/fer2013.csv"]) == 2
+    err = capsys.readouterr().err
+    expected = {"missing": "no such file", "not a model": "is not a .keras model file",
+                "another architecture": "its weights do not fit a 'fast_cnn' model"}  # fmt: skip
+    assert err.startswith(f"error: --init {init}") and expected[case] in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sample", "--out", "{file}"], "is a file: give a folder for the sample"),
+        (["download", "--dest", "{file}"], "is a file: give a folder to download into"),
+        (["export", "--out", "{folder}"], "a onnx model is a file whose name ends in .onnx"),
+        (["export", "--format", "litert", "--out", "{folder}/m.onnx"], "ends in .tflite"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(
+    tmp_path, capsys, argv, message
+):
+    (tmp_path / "file").write_text("a file")
+    (tmp_path / "folder").mkdir()
+    argv = [a.format(file=tmp_path / "file", folder=tmp_path / "folder") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
+    assert not any((tmp_path / "folder").iterdir())
+
+
+def test_export_takes_its_format_from_the_out_suffix() -> None:
+    from fer_utils.inference.export import format_of
+
+    assert [format_of(o) for o in ("m.tflite", "m.onnx", "m.bin", None)] == [
+        "litert", "onnx", "onnx", "onnx"
+    ]  # fmt: skip
+
+
+def test_a_sample_replaces_the_files_whole_and_drops_votes_of_another_sample(tmp_path, caplog):
+    from fer_utils.data import load_fer2013
+    from fer_utils.data.sample import write_sample
+
+    with_votes = load_fer2013(SAMPLE_CSV)
+    csv_path, votes = write_sample(with_votes, tmp_path, 2, 1)
+    assert votes is not None and votes.is_file()
+    again = load_fer2013(csv_path)
+    assert len(again) == 2 * 7 + 2 * 7 and again.ferplus is not None
+    csv_path, votes = write_sample(load_fer2013(SAMPLE_CSV, ferplus=False), tmp_path, 3, 1)
+    assert votes is None and not (tmp_path / "fer2013new.csv").exists()
+    assert "held the votes of an earlier sample" in caplog.text
+    assert len(load_fer2013(csv_path)) == 3 * 7 + 2 * 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fer2013_sample.csv.gz"]  # no temp

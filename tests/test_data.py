@@ -239,6 +239,21 @@ def test_wrong_columns(tmp_path: Path, good_rows) -> None:
         load_fer2013(path, ferplus=False)
 
 
+def test_a_csv_without_its_header_row_says_so_in_one_short_line(tmp_path: Path, good_rows):
+    headless = tmp_path / "x.csv"
+    headless.write_text("\n".join(",".join(row) for row in good_rows) + "\n")
+    with pytest.raises(DataError, match="no header row: its first line is a face") as error:
+        load_fer2013(headless, ferplus=False)
+    assert len(str(error.value)) < 300  # not the face's 2,304 numbers
+
+
+def test_a_gz_name_on_a_file_that_is_not_gzip_says_so(tmp_path: Path, good_rows) -> None:
+    fake = tmp_path / "fer2013.csv.gz"
+    fake.write_bytes(write_csv(tmp_path / "plain.csv", good_rows).read_bytes())
+    with pytest.raises(DataError, match=r"not a gzip file, though its name ends in \.gz"):
+        load_fer2013(fake, ferplus=False, cache=False)  # (a cached parse of its bytes would do)
+
+
 def test_header_only_and_empty_split(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no data rows"):
         load_fer2013(write_csv(tmp_path / "h.csv", []), ferplus=False)

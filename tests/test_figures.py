@@ -15,7 +15,7 @@ from PIL import Image
 from fer_utils import feature_maps as fm
 from fer_utils import visualize as viz
 from fer_utils.config import EMOTIONS
-from fer_utils.evaluation import bootstrap_gain_ci
+from fer_utils.evaluation import accuracy_ci, bootstrap_ci, bootstrap_gain_ci
 
 from conftest import ROOT, not_redrawn
 
@@ -182,6 +182,78 @@ def test_correction_comparison_plots_paired_differences_inside_their_intervals()
     assert all(low <= x <= high for x, _, low, high in drawn)
     assert any(line.get_xdata()[0] == 0 for line in ax.get_lines()), "the 0 line"
     _fits("gains")
+
+
+def test_accuracy_interval_from_a_share_matches_resampling_the_faces() -> None:
+    """An accuracy known only as a share of n faces gets the interval the faces would give."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 7, 900)
+    guess = np.where(rng.random(900) < 0.6, labels, (labels + 1) % 7)
+    low, high = accuracy_ci((guess == labels).mean(), 900)
+    assert (low, high) == pytest.approx(bootstrap_ci(labels, guess), abs=0.005)
+    assert 0.02 < high - low < 0.08  # about ±1.96·√(0.6·0.4/900) = ±3.2 points
+
+
+def test_robustness_curves_band_the_reference_with_its_interval_and_say_what_s_does() -> None:
+    rows = [
+        {"model": model, "shift": shift, "strength": s, "accuracy": base - drop * s}
+        for model, base, drop in (("none", 0.6, 0.2), ("histeq", 0.6, 0.0))
+        for shift in ("darker", "gamma")
+        for s in (0.0, 0.5, 1.0)
+    ]
+    fig = viz.robustness_curves(pd.DataFrame(rows), n=3589, save="robustness")
+    darker = fig.axes[0]
+    assert "0.8 s" in darker.get_title() and darker.get_xlabel().startswith("strength s")
+    (band,) = darker.collections[:1]
+    low, high = (100 * b for b in accuracy_ci(0.6, 3589))
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(low - 20, abs=0.2) and ys.max() == pytest.approx(high, abs=0.2)
+    _fits("robustness")
+
+
+def test_faithfulness_marks_losing_to_random_apart_from_noise_in_one_method_order() -> None:
+    rows = []
+    for perturbation, methods in (("black", ("good", "bad", "same")),
+                                  ("blur", ("same", "good", "bad"))):  # fmt: skip
+        for method in methods:
+            # deletion: lower is better; good beats random, bad loses to it, same is noise
+            d = {"good": (-0.05, -0.08, -0.02), "bad": (0.04, 0.01, 0.07),
+                 "same": (0.0, -0.02, 0.02)}[method]  # fmt: skip
+            rows.append({"method": method, "perturbation": perturbation,
+                         "deletion_vs_random": d[0], "deletion_vs_random_low": d[1],
+                         "deletion_vs_random_high": d[2], "deletion_beats_random": d[2] < 0,
+                         "insertion_vs_random": -d[0], "insertion_vs_random_low": -d[2],
+                         "insertion_vs_random_high": -d[1],
+                         "insertion_beats_random": -d[2] > 0})  # fmt: skip
+    fig = viz.faithfulness(pd.DataFrame(rows).set_index("method"), save="faithful")
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["good", "bad", "same"]
+        kinds = {}
+        for collection in ax.collections:
+            if isinstance(collection, PathCollection) and len(collection.get_offsets()):
+                kind = collection.get_label()
+                kinds[kind] = sorted(collection.get_offsets()[:, 1])
+        assert kinds == {"beats random": [0], "loses to random": [1], "within noise": [2]}
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "beats random", "loses to random", "within noise"
+    ]  # fmt: skip
+    _fits("faithful")
+
+
+def test_reliability_panels_share_one_count_scale() -> None:
+    from fer_utils.calibration import reliability
+
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 7, 500)
+    sharp = np.eye(7)[labels] * 0.9 + 0.1 / 7  # every face in the top bin
+    soft = rng.dirichlet(np.ones(7), 500)  # spread over the low bins
+    panels = {"before": reliability(sharp, labels), "after": reliability(soft, labels)}
+    fig = viz.reliability_diagram(panels, save="reliability")
+    counts = [ax for ax in fig.axes if ax.get_ylabel() == "faces (count)" or ax.get_ylim()[1] > 2]
+    assert len(counts) == 2 and counts[0].get_ylim() == counts[1].get_ylim()
+    assert counts[0].get_ylim()[1] >= 500
+    _fits("reliability")
 
 
 def test_region_ratios_are_drawn_on_a_log_axis_around_one() -> None:

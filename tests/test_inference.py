@@ -32,9 +32,10 @@ from fer_utils.inference import (
     predict_sources,
     set_default_model,
 )
+from fer_utils.inference.classifier import record_default_calibration
 from fer_utils.inference.export import export_model, max_difference
 from fer_utils.inference.media import read_image
-from fer_utils.inference.predict import COLUMNS, classify
+from fer_utils.inference.predict import COLUMNS, classify, read_rows
 from fer_utils.tf_quiet import kept_lines
 from fer_utils.tta import TTA_SETS, tta_views
 
@@ -68,9 +69,12 @@ def astronaut() -> np.ndarray:
 
 
 def predict_json(tmp_path: Path, *args: str) -> list[dict]:
+    """The rows of ``predict ARGS``; its exit status is 1 exactly when a row is an error."""
     out = tmp_path / "rows.json"
-    assert main(["predict", *args, "--format", "json", "--out", str(out)]) == 0
-    return json.loads(out.read_text())
+    status = main(["predict", *args, "--format", "json", "--out", str(out)])
+    rows = json.loads(out.read_text())
+    assert status == (1 if any(row["status"] == "error" for row in rows) else 0)
+    return rows
 
 
 def test_cli_labels_match_direct_predictions(tmp_path, classifier, test_faces):
@@ -156,7 +160,7 @@ def test_every_input_in_a_folder_gets_its_row_whatever_happens(
     cv2.imwrite(str(folder / "thin.png"), np.full((1, 20000, 3), 128, np.uint8))  # was cv2.error
     huge_png_header(folder / "huge.png", 30000, 30000)  # 900 megapixels: 2.7 GB decoded
     (folder / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
-    assert main(["predict", str(folder)]) == 0  # CSV streamed to standard output
+    assert main(["predict", str(folder)]) == 1  # CSV streamed; an input failed: exit status 1
     captured = capsys.readouterr()
     rows = {Path(r["source"]).name: r for r in csv.DictReader(io.StringIO(captured.out))}
     assert sorted(rows) == ["corrupt.jpg", "good.jpg", "huge.png", "photo.heic", "thin.png"]
@@ -175,6 +179,50 @@ def test_every_input_in_a_folder_gets_its_row_whatever_happens(
     ]  # one line each: an error, an error, no face
     assert "thin.png: no face found" in warned[2]
     assert not any(r.exc_info for r in caplog.records) and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_an_interrupted_predict_keeps_finished_rows_and_resume_does_the_rest(
+    tmp_path, astronaut, fast_model, monkeypatch, capsys, fmt
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in "abcd":
+        cv2.imwrite(str(folder / f"{name}.jpg"), astronaut)
+    out = tmp_path / f"rows.{fmt}"
+    args = ["predict", str(folder), "--out", str(out), "--format", fmt]
+    run, calls = fast_model.run, []
+
+    def stopped_on_the_third(faces):
+        calls.append(len(faces))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C while c.jpg is being classified
+        return run(faces)
+
+    monkeypatch.setattr(fast_model, "run", stopped_on_the_third)
+    assert main(args) == 130
+    assert "add --resume to continue" in capsys.readouterr().err
+    kept = read_rows(out, fmt)
+    assert [Path(r["source"]).name for r in kept] == ["a.jpg", "b.jpg"]
+
+    assert main([*args, "--resume"]) == 0
+    assert "(2 rows kept from --out)" in capsys.readouterr().err
+    rows = read_rows(out, fmt)
+    assert [Path(r["source"]).name for r in rows] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    assert {r["status"] for r in rows} == {"ok"} and rows[:2] == kept
+    assert len(calls) == 3 + 2  # c and d only
+
+
+def test_resume_needs_out_and_refuses_a_file_of_other_rows(tmp_path, astronaut, no_model, capsys):
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut)
+    assert main(["predict", str(tmp_path / "a.jpg"), "--resume"]) == 2
+    assert "--resume continues the rows of --out" in capsys.readouterr().err
+    (tmp_path / "notes.csv").write_text("title,author\nA,B\n")
+    assert main(["predict", str(tmp_path / "a.jpg"), "--resume", "--out",
+                 str(tmp_path / "notes.csv")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "does not hold predict's csv rows" in err and err.count("\n") == 1
+    assert (tmp_path / "notes.csv").read_text() == "title,author\nA,B\n"
 
 
 @pytest.mark.parametrize(
@@ -313,7 +361,8 @@ def test_out_is_never_torn(tmp_path, astronaut, fast_model, monkeypatch):
     args = ["predict", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "--format", "json",
             "--out", str(out)]  # fmt: skip
     assert main(args) == 130  # Ctrl-C: one line, no traceback
-    assert out.read_text() == "the previous run's rows\n"  # not half of the new one
+    finished = json.loads(out.read_text())  # whole: the rows of a.jpg, not half of b.jpg's
+    assert [Path(r["source"]).name for r in finished] == ["a.jpg"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "a.jpg", "b.jpg", "rows.json", "rows.json.lock"]  # no temporary file left  # fmt: skip
     assert main(args) == 0  # the lock was released
@@ -381,7 +430,14 @@ def test_annotated_copies_of_same_named_files_do_not_overwrite_each_other(tmp_pa
     assert written == ["img-2.annotated.jpg", "img.annotated.jpg"]
 
 
-def test_wrong_model_files_give_clear_errors(tmp_path, capsys):
+def test_wrong_model_files_give_clear_errors(tmp_path, capsys, monkeypatch):
+    (tmp_path / "folder.keras").mkdir()
+    with pytest.raises(ModelError, match=r"folder\.keras is a folder, not a model file"):
+        load_classifier(tmp_path / "folder.keras")
+    with monkeypatch.context() as env:
+        env.setenv("FER_MODEL", str(tmp_path / "moved.keras"))
+        with pytest.raises(ModelError, match=r"found: .*moved\.keras \(named by \$FER_MODEL\)"):
+            load_classifier()
     truncated = tmp_path / "truncated.keras"
     truncated.write_bytes(default_model_path().read_bytes()[:1000])
     with pytest.raises(ModelError, match="not a Keras model file"):
@@ -568,6 +624,38 @@ def test_set_default_leaves_out_a_run_that_loses_one_emotion_beyond_noise(caplog
     # "new" is better on PublicTest overall (0.8 against 0.6) but loses "neutral" by 40 points
     assert set_default_model(["old", "new", "fair"]) == "fair"
     assert "new recognises neutral less often than the current default old" in caplog.text
+
+
+def test_set_default_keeps_the_current_default_its_calibration_and_its_data(caplog):
+    """The current default always competes; if it stays, its file and calibration record stay;
+    a run on other data (a sample run) cannot replace it."""
+    from fer_utils.config import models_dir
+    from fer_utils.runs import default_choice, write_run
+
+    labels = np.arange(100) % 7
+
+    def right(count: int) -> np.ndarray:
+        return np.eye(7)[np.where(np.arange(100) < count, labels, (labels + 1) % 7)]
+
+    runs = (("chosen", 70, "sha"), ("weaker", 60, "sha"), ("sample", 99, "other"))
+    for run, public, data in runs:
+        splits = {"PublicTest": (labels, right(public)), "PrivateTest": (labels, right(public))}
+        write_run(run, "trained", "toy", f"train {run}", "cpu", data, 1.0, splits)
+        (models_dir() / f"{run}.keras").write_bytes(run.encode())
+    assert set_default_model(["chosen"]) == "chosen"
+    (models_dir() / "default.keras").write_bytes(b"calibrated")  # as calibrate --out leaves it
+    record_default_calibration(models_dir() / "calibration.json")
+    calibrated = default_choice()
+
+    assert set_default_model(["weaker"]) == "chosen"  # not named, yet it competes and stays
+    assert set_default_model(["chosen"]) == "chosen"
+    assert set_default_model(["sample"]) == "chosen"  # 99 % on other faces: left out
+    assert "sample was trained on other data" in caplog.text
+    assert (models_dir() / "default.keras").read_bytes() == b"calibrated"
+    choice = default_choice()
+    assert choice["calibration"] == calibrated["calibration"]
+    assert choice["sha256"] == calibrated["sha256"]
+    assert choice["candidates"] == {"chosen": 0.7, "weaker": 0.6}
 
 
 def test_set_default_picks_the_best_publictest_run_and_never_privatetest(tmp_path):

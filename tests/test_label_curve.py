@@ -62,3 +62,33 @@ def test_committed_curve_is_read_not_retrained(real_csv, monkeypatch) -> None:
     ).all()
     assert (measured.simclr_low <= measured.simclr).all()
     assert len(check_aims(measured)) == 2
+
+
+def test_the_learning_rate_check_pairs_the_runs_and_says_when_it_is_noise() -> None:
+    import numpy as np
+
+    from fer_utils.runs import write_run
+
+    labels = np.arange(700) % 7
+
+    def right(start: int, stop: int) -> np.ndarray:
+        """Probabilities right on faces start … stop − 1 only."""
+        hit = (np.arange(700) >= start) & (np.arange(700) < stop)
+        return np.eye(7)[np.where(hit, labels, (labels + 1) % 7)]
+
+    # random: 2e-3 right on 420 faces, 5e-4 on 280 of them (beyond noise); simclr: 400 and
+    # 398, disagreeing on 18 faces both ways (noise)
+    for run, (start, stop) in (
+        ("labels-0.1-random-cpu", (0, 420)), ("labels-0.1-random-lr0.0005-cpu", (0, 280)),
+        ("labels-0.1-simclr-cpu", (0, 400)), ("labels-0.1-simclr-lr0.0005-cpu", (10, 408)),
+    ):  # fmt: skip
+        probabilities = right(start, stop)
+        splits = {"PublicTest": (labels, probabilities), "PrivateTest": (labels, probabilities)}
+        write_run(run, "trained", "fast_cnn", "cmd", "cpu", "sha", 1.0, splits)
+    curve = LabelCurve("fast_cnn", {}, Path("simclr.keras"), {0.1: 30, 0.05: 40}, "cpu", 0)
+    check = curve.learning_rate_check(0.1, 0.0005)
+    assert check.loc["random", "verdict"] == "lower"
+    assert check.loc["random", "gain"] == pytest.approx(-0.2)
+    assert check.loc["simclr", "verdict"] == "within noise"
+    assert check.loc["simclr", "gain_low"] < 0 < check.loc["simclr", "gain_high"]
+    assert curve.learning_rate_check(0.05, 0.0005).empty  # never tried there

@@ -14,7 +14,7 @@ import pytest
 from fer_utils import ensemble
 from fer_utils.cli import main
 from fer_utils.errors import UsageError
-from fer_utils.evaluation import metrics
+from fer_utils.evaluation import metrics, where_misses_go
 from fer_utils.runs import Run, all_runs, read_predictions, read_run, record_path, write_run
 from fer_utils.tables import (
     COMPARISON_END,
@@ -39,6 +39,18 @@ def test_metrics_match_hand_computed_values() -> None:
     # F1 per present class: 0 -> 0.5, 1 -> 2/3, 2 -> 1; absent classes 3..6 -> 0 (macro over 7).
     assert result["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 1) / 7)
     assert result["n"] == 6
+
+
+def test_where_misses_go_names_each_emotions_commonest_confusions() -> None:
+    # angry: 10 faces, 6 right, 3 taken for sad, 1 for fear; fear: 4 faces, all taken for surprise
+    labels = np.array([0] * 10 + [2] * 4)
+    predicted = np.array([0] * 6 + [4] * 3 + [2] + [5] * 4)
+    table = where_misses_go(labels, np.eye(7)[predicted])
+    assert table.loc["angry", "recall"] == pytest.approx(0.6)
+    assert table.loc["angry", "taken for #1"] == "sad (30%)"
+    assert table.loc["angry", "taken for #2"] == "fear (10%)"
+    assert table.loc["fear", "recall"] == 0
+    assert table.loc["fear", "taken for #1"] == "surprise (100%)"
 
 
 def test_write_run_records_everything_and_the_table_follows(tmp_path: Path, monkeypatch) -> None:
@@ -164,14 +176,26 @@ def test_comparison_chooses_runs_on_publictest_never_on_privatetest(
     assert (again.kind, again.tta, again.architecture) == ("tta", "shifts", "five_layer")
     assert read_run("chosen-again").trainer == "chosen"
     rows = {
-        line.split(" | ")[0].lstrip("| "): line
+        cells[0]: cells[1:]
         for line in published_comparison(frame).splitlines()[2:]
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
     }
-    assert rows["Stanford CS230 five-layer (seed 004)"].endswith(
-        "| 66.30 | chosen | 60.00 | chosen-again | 65.00 |"
-    )
-    assert rows["Stanford CS230 baseline (seed 004)"].endswith("| 64.00 | – | – | – | – |")
-    assert rows["BU CS523 ensemble (seed 000)"].endswith("| 68.63 | ens | 70.00 | – | – |")
+
+    def cells(source: str) -> list[str]:
+        """A row's cells with each interval dropped: published, run, %, verdict (twice)."""
+        return [cell.split(" [")[0] for cell in rows[source]]
+
+    # 60 of 100 right: the interval is about ±10 points, so 66.30 is within noise
+    assert cells("Stanford CS230 five-layer (seed 004)") == [
+        "66.30", "chosen", "60.00", "within noise", "chosen-again", "65.00", "within noise"
+    ]  # fmt: skip
+    assert cells("Khaireddin & Chen 2021, VGGNet: best published single model")[1:4] == [
+        "chosen", "60.00", "below"
+    ]  # fmt: skip
+    low, high = map(float, rows["Stanford CS230 five-layer (seed 004)"][2][7:-1].split(", "))
+    assert 45 < low < 60 < high < 75
+    assert cells("Stanford CS230 baseline (seed 004)") == ["64.00", *["–"] * 6]
+    assert cells("BU CS523 ensemble (seed 000)")[:4] == ["68.63", "ens", "70.00", "within noise"]
     assert "lucky" not in rows["Columbia, best of three CNNs from scratch (seed 003)"]
     assert not any("smoke" in row for row in rows.values())
 
@@ -227,6 +251,29 @@ def test_results_table_command_reports_a_truncated_record(tmp_path: Path, capsys
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert str(record_path("cut")) in err
     assert readme.read_text() == before
+
+
+@pytest.mark.parametrize("case", ["no records", "no README", "no markers"])
+def test_results_table_refuses_what_would_wipe_or_miss_the_tables(
+    tmp_path: Path, capsys, case: str
+) -> None:
+    """An empty or misdirected run store, a wrong --readme: one line, the README untouched."""
+    readme = _readme(tmp_path / "README.md")
+    before = readme.read_text()
+    if case != "no records":
+        _write("run")
+    if case == "no README":
+        readme = tmp_path / "missing.md"
+    if case == "no markers":
+        readme.write_text(before := "# a README without the generated tables\n")
+    assert main(["results-table", "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    expected = {"no records": "no run records", "no README": "is not a file",
+                "no markers": "has no <!-- results-table:start -->"}  # fmt: skip
+    assert expected[case] in err
+    if readme.is_file():
+        assert readme.read_text() == before
 
 
 def test_failed_write_leaves_the_previous_files_whole(monkeypatch) -> None:

@@ -51,6 +51,11 @@ class ParsedCsv:
 def _column_order(header: bytes, name: str) -> tuple[int, int, int]:
     """Positions of the emotion, pixels and Usage fields, read from the header line."""
     columns = [c.strip().strip('"').lower() for c in header.decode("utf-8-sig").split(",")]
+    if columns[0].isdigit():
+        raise DataError(
+            f"{name}: no header row: its first line is a face ({header[:40]!r}…), but the "
+            "first line of a FER2013 CSV must be emotion,pixels,Usage. Add that line."
+        )
     if sorted(columns) != sorted(REQUIRED_COLUMNS):
         raise DataError(
             f"{name}: the header has columns {columns}, but a FER2013 CSV has exactly "

@@ -40,6 +40,11 @@ def _is_csv_source(path: Path) -> bool:
 def _csv_bytes(path: Path, raw: bytes) -> bytes:
     """The CSV text of a plain, gzipped, tarred or zipped challenge file."""
     name = path.name.lower()
+    if name.endswith((".gz", ".tgz")) and not raw.startswith(b"\x1f\x8b"):
+        raise DataError(
+            f"{path}: not a gzip file, though its name ends in .gz (it starts {raw[:12]!r}); "
+            "rename it for what it is, or download it again (python -m fer_utils download)."
+        )
     try:
         if name.endswith(".gz") and not name.endswith(".tar.gz"):
             return igzip.decompress(raw)

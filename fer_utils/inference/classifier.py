@@ -18,7 +18,7 @@ from fer_utils.config import EMOTIONS, IMAGE_SIZE, models_dir, project_root
 from fer_utils.data import as_batch
 from fer_utils.errors import ModelError
 from fer_utils.files import atomic_path, atomic_write_text, file_sha256
-from fer_utils.runs import DEFAULT_MODEL, default_choice, trained_run
+from fer_utils.runs import DEFAULT_MODEL, default_choice, read_run, trained_run
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +29,35 @@ def default_model_path() -> Path:
 
 
 def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
-    """Make the run with the best PublicTest accuracy among ``runs`` the default model: copy
-    its ``models/<run>.keras`` to ``models/default.keras`` and record the choice and every
-    candidate's PublicTest accuracy in ``models/default.json``. PrivateTest is never read.
-    Left out, with a warning: a model over ``max_megabytes`` (the default is committed), and
-    one whose PublicTest recall of some emotion is below the current default's beyond noise
-    (:func:`~fer_utils.evaluation.recall_gains`: users of one emotion must not lose). The
-    current default's run may compete without its own model file.
+    """Make the run with the best PublicTest accuracy among ``runs`` and the current default
+    the default model: copy its ``models/<run>.keras`` to ``models/default.keras`` and record
+    the choice and every candidate's PublicTest accuracy in ``models/default.json``.
+    PrivateTest is never read. The current default always competes (without its own model
+    file if need be) and, if it stays, keeps its file and its calibration record. Left out,
+    with a warning: a model over ``max_megabytes`` (the default is committed); one trained on
+    other data than the current default (their PublicTest accuracies do not compare: to start
+    over on other data, delete ``models/default.json``); one whose PublicTest recall of some
+    emotion is below the current default's beyond noise
+    (:func:`~fer_utils.evaluation.recall_gains`: users of one emotion must not lose).
     Both folders are the configured ones (``FER_RESULTS``, ``FER_MODELS``)."""
-    current = default_choice().get("run_name")
+    previous = default_choice()
+    current = previous.get("run_name")
+    current_data = _data_of(current)
+    names = list(dict.fromkeys([*runs, *([current] if current_data else [])]))
     public, files = {}, {}
-    for name in runs:
+    for name in names:
         run, model = trained_run(name)
         if model.stat().st_size > max_megabytes * 2**20:
             log.warning(
                 "%s is over %g MB (the default is committed): left out", model, max_megabytes
             )
+            continue
+        if current_data and run.data_sha256 != current_data:
+            log.warning(
+                "%s was trained on other data (sha256 %.12s…) than the current default %s "
+                "(%.12s…): left out; to start over on other data, delete %s",
+                name, run.data_sha256, current, current_data, models_dir() / "default.json",
+            )  # fmt: skip
             continue
         worse = _recall_losses(name, current) if current not in (None, name) else []
         if worse:
@@ -56,13 +69,23 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
             continue
         public[name], files[name] = run.metrics["PublicTest"]["accuracy"], model
     if not public:
-        raise ModelError(f"none of {', '.join(runs)} has a model of at most {max_megabytes:g} MB")
+        raise ModelError(f"none of {', '.join(runs)} can be the default (see the warnings above)")
     best = max(public, key=public.get)
-    if files[best] != models_dir() / DEFAULT_MODEL:
-        with atomic_path(models_dir() / DEFAULT_MODEL) as temp:
-            shutil.copyfile(files[best], temp)
+    if best == current:  # the file stays, and so does its calibration
+        _record_choice(previous | {"candidates": previous.get("candidates", {}) | public})
+        return best
+    with atomic_path(models_dir() / DEFAULT_MODEL) as temp:
+        shutil.copyfile(files[best], temp)
     _record_choice({"run_name": best, "chosen_by": "PublicTest accuracy", "candidates": public})
     return best
+
+
+def _data_of(run_name: str | None) -> str | None:
+    """The data sha256 of ``run_name``'s record; None without a name or a record."""
+    try:
+        return read_run(run_name).data_sha256 if run_name else None
+    except FileNotFoundError:
+        return None
 
 
 def _recall_losses(candidate: str, current: str) -> list[str]:
@@ -191,11 +214,18 @@ def load_classifier(path: str | Path | None = None) -> Classifier:
     """Load ``path`` (``.keras``, ``.onnx`` or ``.tflite``; default
     :func:`default_model_path`), checking that it is an emotion model. Keras files load in
     safe mode (no arbitrary code)."""
+    given = path
     path = Path(path) if path else default_model_path()
     if not path.is_file():
+        named_by = " (named by $FER_MODEL)" if not given and os.environ.get("FER_MODEL") else ""
+        what = (
+            f"{path}{named_by} is a folder, not a model file"
+            if path.is_dir()
+            else f"model file not found: {path}{named_by}"
+        )
         raise ModelError(
-            f"model file not found: {path}. Use the committed models/default.keras, train one "
-            f"with python -m fer_utils train, or pass --model FILE."
+            f"{what}. Use the committed models/default.keras, train one with python -m "
+            "fer_utils train, or pass --model FILE."
         )
     loaders = {".keras": _load_keras, ".onnx": _load_onnx, ".tflite": _load_tflite}
     if path.suffix.lower() not in loaders:

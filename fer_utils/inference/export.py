@@ -20,12 +20,20 @@ import numpy as np
 from fer_utils.calibration import uncalibrated
 from fer_utils.config import IMAGE_SIZE, models_dir
 from fer_utils.ensemble import SELECTION_SPLIT, STALE, load_member_models
+from fer_utils.errors import UsageError
 from fer_utils.inference.classifier import Classifier, ModelError, load_classifier
 from fer_utils.layers import POOLS, TAPS, EnsemblePool, FaceView
 from fer_utils.runs import Run, read_predictions, read_run, trainer_record
 from fer_utils.tta import TTA, TTA_SETS, tta_views
 
 FORMATS = {"onnx": ".onnx", "litert": ".tflite"}
+
+
+def format_of(out: str | Path | None) -> str:
+    """The export format an ``--out`` name asks for by its suffix (:data:`FORMATS`); onnx by
+    default."""
+    by_suffix = {suffix: fmt for fmt, suffix in FORMATS.items()}
+    return by_suffix.get(Path(out).suffix, "onnx") if out else "onnx"
 
 
 def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str = "onnx") -> Path:
@@ -35,6 +43,8 @@ def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str
 
     model_path = Path(model_path)
     out = Path(out) if out else model_path.with_suffix(FORMATS[fmt])
+    if out.is_dir() or out.suffix != FORMATS[fmt]:  # before the conversion, not after it
+        raise UsageError(f"--out {out}: a {fmt} model is a file whose name ends in {FORMATS[fmt]}")
     model = keras.saving.load_model(model_path, safe_mode=True)
     inner = flat_layers(model)
     mixed = sorted({la.dtype_policy.name for la in inner} - {"float32"})

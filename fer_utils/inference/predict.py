@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -229,6 +229,8 @@ def predict_sources(
     tta: str | None = None,
     min_score: float | None = None,
     largest: bool = False,
+    done: frozenset[str] = frozenset(),
+    finished: Callable[[str], None] | None = None,
 ) -> Iterator[dict]:
     """Rows (see :data:`COLUMNS`) for every face in ``inputs``: image files, folders (recursive),
     videos (every ``every``-th frame) and webcam indices. Status ``ok`` per face, ``no_face`` for
@@ -240,34 +242,37 @@ def predict_sources(
     ``min_score`` and ``largest``: which faces of a frame are kept (:func:`select_faces`);
     ``margin``: None crops by the detector's geometry measured on FER2013
     (:data:`~fer_utils.inference.faces.CROP_GEOMETRY`), a number by the box's square widened by
-    that fraction on each side."""
+    that fraction on each side; ``done``: sources (as rows name them) that an earlier run
+    finished, passed over (``predict --resume``); ``finished``: called with each source's name
+    once all its rows are out (what an interrupted ``--out`` can keep)."""
     if tta is not None:
         require_choice("tta", tta, TTA_CHOICES)
     detect = make_detector(detector, min_face, step)
     margin = 0.0 if detector == "none" else margin  # the image is the crop: take it as it is
-    sources = expand_sources(inputs)
+    sources = [source for source in expand_sources(inputs) if source.name not in done]
     annotate = Path(annotate) if annotate else None
     taken: set[Path] = set()  # annotated files written so far
     for source in tqdm(sources, unit="file", disable=not progress or len(sources) < 2):
         if source.kind == "skipped":
             log.info("%s: skipped, %s", source.name, source.problem)
             yield _status_row(source, "skipped", message=source.problem or "")
-            continue
-        if source.problem:
+        elif source.problem:
             log.warning("%s: %s", source.name, source.problem)
             yield _status_row(source, "error", message=source.problem)
-            continue
-        try:
-            yield from _predict_source(
-                source, classifier, detect, margin, every, max_frames, annotate, taken,
-                tta or PREDICT_DEFAULTS[source.kind], min_score, largest,
-            )  # fmt: skip
-        except Exception as error:  # whatever it is, it is this input's row: the batch goes on
-            message = one_line(error)
-            log.warning("%s: %s", source.name, message)
-            if not isinstance(error, FerError):
-                log.debug("%s: the traceback", source.name, exc_info=True)
-            yield _status_row(source, "error", message=message)
+        else:
+            try:
+                yield from _predict_source(
+                    source, classifier, detect, margin, every, max_frames, annotate, taken,
+                    tta or PREDICT_DEFAULTS[source.kind], min_score, largest,
+                )  # fmt: skip
+            except Exception as error:  # whatever it is, it is this input's row: the batch goes on
+                message = one_line(error)
+                log.warning("%s: %s", source.name, message)
+                if not isinstance(error, FerError):
+                    log.debug("%s: the traceback", source.name, exc_info=True)
+                yield _status_row(source, "error", message=message)
+        if finished:
+            finished(source.name)
 
 
 @contextlib.contextmanager
@@ -300,6 +305,30 @@ def output_lock(path: str | Path, what: str = "--out") -> Iterator[Path]:
                 raise UsageError(f"another predict is writing {target}; wait for it or choose "
                                  f"another {what}") from None  # fmt: skip
         yield target
+
+
+def read_rows(path: str | Path, fmt: str = "csv") -> list[dict]:
+    """The rows an earlier predict wrote to ``path`` as ``fmt`` (:func:`write_rows`), for
+    ``--resume``; none if there is no such file; a :class:`UsageError` if it is not such rows."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            if fmt == "csv":
+                rows = list(csv.DictReader(file))
+            elif fmt == "jsonl":
+                rows = [json.loads(line) for line in file if line.strip()]
+            else:
+                rows = json.load(file)
+        if not all(isinstance(row, dict) and "source" in row for row in rows):
+            raise ValueError("a row without a source")
+    except (OSError, ValueError) as error:  # (undecodable text and bad JSON among them)
+        raise UsageError(
+            f"--resume: {path} does not hold predict's {fmt} rows ({one_line(error)}): give the "
+            "--format it was written with, or leave --resume out to replace it"
+        ) from None
+    return rows
 
 
 def write_rows(rows: Iterable[dict], out: TextIO = sys.stdout, fmt: str = "csv") -> dict:
