@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import itertools
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ RESUMABLE = {  # commands whose interrupted runs resume, and how
     "pretrain": "run the same command again to resume",
     "predict": "--out keeps the rows of every finished input: add --resume to continue",
 }
+"""What the interrupted command says about resuming (predict only when it writes --out)."""
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM)
 SAMPLE_CSV = project_root() / "data" / "sample" / "fer2013_sample.csv.gz"
 
@@ -62,7 +63,7 @@ def non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:  # (NaN too)
+    if not 0 <= value < float("inf"):  # (NaN too)
         raise argparse.ArgumentTypeError(f"a number of at least 0 is needed, not {text!r}")
     return value
 
@@ -480,8 +481,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if Path(args.annotate).is_file():
                 raise UsageError(f"--annotate {args.annotate} is a file: give a folder")
             writable_folder(args.annotate, "--annotate")
-        earlier = read_rows(args.out, args.format) if args.resume else []
-        complete = {row["source"] for row in earlier}  # inputs whose rows are all out
+        # --resume keeps the rows of the inputs that were used; one that failed is tried again
+        kept = read_rows(args.out, args.format) if args.resume else []
+        earlier = [row for row in kept if row["status"] != "error"]
+        finished = _Finished()
         classifier = load_classifier(args.model)
         rows = predict_sources(
             args.paths,
@@ -497,9 +500,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             min_score=args.min_score,
             largest=args.largest,
             done=frozenset(row["source"] for row in earlier),
-            finished=complete.add,
+            finished=finished,
         )
-        counts = _write_predictions(earlier, complete, rows, args)
+        counts = _write_predictions(earlier, rows, finished, args)
     others = sorted(set(counts) - {*STATUSES, NOT_ANNOTATED})
     summary = ", ".join(f"{counts.get(status, 0)} {status}" for status in (*STATUSES, *others))
     if earlier:
@@ -510,38 +513,56 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if counts.get("error") else 0
 
 
+class _Finished:
+    """``predict_sources``' ``finished`` callback while ``--out`` is written: each input that
+    finishes checkpoints the file (:meth:`RowWriter.checkpoint`), and is counted."""
+
+    def __init__(self) -> None:
+        self.writer, self.count = None, 0
+
+    def __call__(self, source: str) -> None:
+        self.count += 1
+        if self.writer:
+            self.writer.checkpoint()
+
+
 def _write_predictions(
-    earlier: list[dict], complete: set[str], rows: Iterable[dict], args: argparse.Namespace
+    earlier: list[dict], rows: Iterable[dict], finished: _Finished, args: argparse.Namespace
 ) -> dict:
     """``earlier`` (rows kept by --resume) and then ``rows`` to --out (atomically) or to
-    standard output; the counts of :func:`~fer_utils.inference.predict.write_rows`. When Ctrl-C
-    stops it, --out gets the rows of every input in ``complete`` (kept up to date by
-    ``predict_sources``), the one in progress left for --resume, and the interruption goes on."""
-    from fer_utils.files import atomic_open
-    from fer_utils.inference.predict import write_rows
+    standard output; the counts of their statuses. When Ctrl-C stops it, --out ends at the
+    last input that finished (the one in progress is left for --resume) and the interruption
+    goes on; if none finished in this run, --out is left as it was."""
+    from fer_utils.files import atomic_path
+    from fer_utils.inference.predict import RowWriter, write_rows
 
     if not args.out:
         return write_rows(rows, sys.stdout, args.format)
-    written = list(earlier)
-
-    def kept(rows: Iterable[dict]) -> Iterator[dict]:
-        for row in rows:
-            written.append(row)
-            yield row
-
+    interrupted = False
     try:  # a crash or a full disk leaves the --out file as it was
-        try:
-            with atomic_open(args.out, "w", newline="") as out:
-                return write_rows(itertools.chain(earlier, kept(rows)), out, args.format)
-        except KeyboardInterrupt:
-            with atomic_open(args.out, "w", newline="") as out:
-                write_rows((r for r in written if r["source"] in complete), out, args.format)
-            raise
+        with atomic_path(args.out) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+            writer = finished.writer = RowWriter(out, args.format)
+            for row in earlier:
+                writer.write(row)
+            writer.checkpoint()
+            try:
+                for row in rows:
+                    writer.write(row)
+            except KeyboardInterrupt:
+                if not finished.count:
+                    raise  # nothing new to keep: the temporary file goes, --out stays
+                writer.rewind()
+                interrupted = True
+            counts = writer.close()
+            os.fsync(out.fileno())
     except OSError as error:
         raise UsageError(
             f"could not write --out {args.out} ({error.strerror or error}); it is left as it "
             "was: free some space or choose another --out"
         ) from None
+    if interrupted:
+        raise KeyboardInterrupt
+    return counts
 
 
 def _test_faces(data: str | None) -> np.ndarray:
@@ -746,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     (1, 130). Training and pretraining resume when the same command is run again."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    again = RESUMABLE.get(args.command, "")
+    again = RESUMABLE.get(args.command, "") if getattr(args, "out", True) else ""
     try:
         status = args.func(args)
     except FerError as error:

@@ -213,16 +213,44 @@ def test_an_interrupted_predict_keeps_finished_rows_and_resume_does_the_rest(
     assert len(calls) == 3 + 2  # c and d only
 
 
-def test_resume_needs_out_and_refuses_a_file_of_other_rows(tmp_path, astronaut, no_model, capsys):
+@pytest.mark.parametrize(
+    ("name", "text", "fmt"),
+    [("notes.csv", "title,author\nA,B\n", "csv"), ("header.csv", "title,author\n", "csv"),
+     ("five.json", "5", "json"), ("rows.jsonl", '{"source": "a.jpg"}\n', "jsonl")],
+)  # fmt: skip
+def test_resume_needs_out_and_refuses_a_file_of_other_rows(
+    tmp_path, astronaut, no_model, capsys, name, text, fmt
+):
     cv2.imwrite(str(tmp_path / "a.jpg"), astronaut)
     assert main(["predict", str(tmp_path / "a.jpg"), "--resume"]) == 2
     assert "--resume continues the rows of --out" in capsys.readouterr().err
-    (tmp_path / "notes.csv").write_text("title,author\nA,B\n")
-    assert main(["predict", str(tmp_path / "a.jpg"), "--resume", "--out",
-                 str(tmp_path / "notes.csv")]) == 2  # fmt: skip
+    (tmp_path / name).write_text(text)
+    assert main(["predict", str(tmp_path / "a.jpg"), "--resume", "--format", fmt, "--out",
+                 str(tmp_path / name)]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "does not hold predict's csv rows" in err and err.count("\n") == 1
-    assert (tmp_path / "notes.csv").read_text() == "title,author\nA,B\n"
+    assert f"does not hold predict's {fmt} rows" in err and err.count("\n") == 1
+    assert (tmp_path / name).read_text() == text
+
+
+def test_resume_tries_a_failed_input_again_and_keeps_annotated_names(
+    tmp_path, astronaut, fast_model, capsys
+):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    cv2.imwrite(str(tmp_path / "a" / "img.jpg"), astronaut)
+    (tmp_path / "b" / "img.jpg").write_bytes(b"not yet a photo")
+    out, annotated = tmp_path / "rows.csv", tmp_path / "annotated"
+    args = ["predict", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+            "--annotate", str(annotated)]  # fmt: skip
+    assert main(args) == 1  # b/img.jpg failed
+    first = (annotated / "img.annotated.jpg").read_bytes()
+    cv2.imwrite(str(tmp_path / "b" / "img.jpg"), astronaut[:, ::-1])  # fixed
+    assert main([*args, "--resume"]) == 0
+    rows = read_rows(out)
+    statuses = [(Path(r["source"]).parent.name, r["status"]) for r in rows]
+    assert statuses == [("a", "ok"), ("b", "ok")]
+    assert (annotated / "img.annotated.jpg").read_bytes() == first  # a's copy kept its name
+    assert (annotated / "img-2.annotated.jpg").is_file()
 
 
 @pytest.mark.parametrize(
@@ -351,15 +379,22 @@ def test_out_is_never_torn(tmp_path, astronaut, fast_model, monkeypatch):
     out.write_text("the previous run's rows\n")
     run, calls = fast_model.run, []
 
-    def killed_on_the_second(faces):
-        calls.append(len(faces))
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # ^C, or anything that stops the process mid-batch
-        return run(faces)
+    def killed_on(call: int):
+        def run_until(faces):
+            calls.append(len(faces))
+            if len(calls) == call:
+                raise KeyboardInterrupt  # ^C, or anything that stops the process mid-batch
+            return run(faces)
 
-    monkeypatch.setattr(fast_model, "run", killed_on_the_second)
+        return run_until
+
+    monkeypatch.setattr(fast_model, "run", killed_on(1))
     args = ["predict", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "--format", "json",
             "--out", str(out)]  # fmt: skip
+    assert main(args) == 130  # Ctrl-C before any input finished: --out as it was
+    assert out.read_text() == "the previous run's rows\n"
+    calls.clear()
+    monkeypatch.setattr(fast_model, "run", killed_on(2))
     assert main(args) == 130  # Ctrl-C: one line, no traceback
     finished = json.loads(out.read_text())  # whole: the rows of a.jpg, not half of b.jpg's
     assert [Path(r["source"]).name for r in finished] == ["a.jpg"]
@@ -648,6 +683,10 @@ def test_set_default_keeps_the_current_default_its_calibration_and_its_data(capl
     calibrated = default_choice()
 
     assert set_default_model(["weaker"]) == "chosen"  # not named, yet it competes and stays
+    write_run("tied", "trained", "toy", "train tied", "cpu", "sha", 1.0,
+              {s: (labels, right(70)) for s in ("PublicTest", "PrivateTest")})  # fmt: skip
+    (models_dir() / "tied.keras").write_bytes(b"tied")
+    assert set_default_model(["tied"]) == "chosen"  # a tie keeps the calibrated default
     assert set_default_model(["chosen"]) == "chosen"
     assert set_default_model(["sample"]) == "chosen"  # 99 % on other faces: left out
     assert "sample was trained on other data" in caplog.text
@@ -655,7 +694,10 @@ def test_set_default_keeps_the_current_default_its_calibration_and_its_data(capl
     choice = default_choice()
     assert choice["calibration"] == calibrated["calibration"]
     assert choice["sha256"] == calibrated["sha256"]
-    assert choice["candidates"] == {"chosen": 0.7, "weaker": 0.6}
+    assert choice["candidates"] == {"chosen": 0.7, "weaker": 0.6, "tied": 0.7}
+    (models_dir() / "default.keras").unlink()  # deleted by hand: it cannot compete
+    assert set_default_model(["weaker"]) == "weaker"
+    assert "default.keras is missing: the current default chosen cannot compete" in caplog.text
 
 
 def test_set_default_picks_the_best_publictest_run_and_never_privatetest(tmp_path):

@@ -43,7 +43,11 @@ def set_default_model(runs: list[str], max_megabytes: float = 10.0) -> str:
     previous = default_choice()
     current = previous.get("run_name")
     current_data = _data_of(current)
-    names = list(dict.fromkeys([*runs, *([current] if current_data else [])]))
+    if current_data and not (models_dir() / DEFAULT_MODEL).is_file():
+        log.warning("%s is missing: the current default %s cannot compete", DEFAULT_MODEL, current)
+        current_data = None
+    # the current default first: on a tie it stays (with its calibration)
+    names = list(dict.fromkeys([*([current] if current_data else []), *runs]))
     public, files = {}, {}
     for name in names:
         run, model = trained_run(name)

@@ -33,7 +33,7 @@ def format_of(out: str | Path | None) -> str:
     """The export format an ``--out`` name asks for by its suffix (:data:`FORMATS`); onnx by
     default."""
     by_suffix = {suffix: fmt for fmt, suffix in FORMATS.items()}
-    return by_suffix.get(Path(out).suffix, "onnx") if out else "onnx"
+    return by_suffix.get(Path(out).suffix.lower(), "onnx") if out else "onnx"
 
 
 def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str = "onnx") -> Path:
@@ -43,7 +43,7 @@ def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str
 
     model_path = Path(model_path)
     out = Path(out) if out else model_path.with_suffix(FORMATS[fmt])
-    if out.is_dir() or out.suffix != FORMATS[fmt]:  # before the conversion, not after it
+    if out.is_dir() or out.suffix.lower() != FORMATS[fmt]:  # before the conversion, not after
         raise UsageError(f"--out {out}: a {fmt} model is a file whose name ends in {FORMATS[fmt]}")
     model = keras.saving.load_model(model_path, safe_mode=True)
     inner = flat_layers(model)

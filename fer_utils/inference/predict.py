@@ -122,6 +122,21 @@ def draw(image: np.ndarray, faces: list[Face], probs: np.ndarray) -> np.ndarray:
     return out
 
 
+def annotated_path(folder: Path, source: Source, taken: set[Path]) -> Path:
+    """Where ``source``'s annotated copy goes: ``<stem>.annotated.jpg`` (``.mp4`` for videos
+    and webcams), ``<stem>-2.annotated…`` and on when an earlier source of the batch took that
+    name; the name is added to ``taken``."""
+    stem = "webcam" + source.name if source.kind == "webcam" else Path(source.name).stem
+    suffix = f"annotated.{'jpg' if source.kind == 'image' else 'mp4'}"
+    path = folder / f"{stem}.{suffix}"
+    for k in itertools.count(2):
+        if path not in taken:
+            break
+        path = folder / f"{stem}-{k}.{suffix}"
+    taken.add(path)
+    return path
+
+
 class _Annotator:
     """Writes annotated copies: ``<stem>.annotated.jpg`` for images, ``.mp4`` for videos (at
     the rate of the frames kept); ``<stem>-2.annotated…`` when an earlier source of the same
@@ -130,15 +145,8 @@ class _Annotator:
 
     def __init__(self, folder: Path, source: Source, every: int, taken: set[Path]) -> None:
         self.source, self.problem = source.name, None
-        stem = "webcam" + source.name if source.kind == "webcam" else Path(source.name).stem
         self.is_image = source.kind == "image"
-        suffix = f"annotated.{'jpg' if self.is_image else 'mp4'}"
-        self.path = folder / f"{stem}.{suffix}"
-        for k in itertools.count(2):
-            if self.path not in taken:
-                break
-            self.path = folder / f"{stem}-{k}.{suffix}"
-        taken.add(self.path)
+        self.path = annotated_path(folder, source, taken)
         self.fps, self.video = frame_rate(source, every), None
 
     def add(self, image: np.ndarray) -> str | None:
@@ -243,15 +251,21 @@ def predict_sources(
     ``margin``: None crops by the detector's geometry measured on FER2013
     (:data:`~fer_utils.inference.faces.CROP_GEOMETRY`), a number by the box's square widened by
     that fraction on each side; ``done``: sources (as rows name them) that an earlier run
-    finished, passed over (``predict --resume``); ``finished``: called with each source's name
-    once all its rows are out (what an interrupted ``--out`` can keep)."""
+    finished, passed over (``predict --resume``; webcams are live, never passed over);
+    ``finished``: called with a source's name once all its rows are out, and a webcam's after
+    each row (what an interrupted ``--out`` can keep)."""
     if tta is not None:
         require_choice("tta", tta, TTA_CHOICES)
     detect = make_detector(detector, min_face, step)
     margin = 0.0 if detector == "none" else margin  # the image is the crop: take it as it is
-    sources = [source for source in expand_sources(inputs) if source.name not in done]
     annotate = Path(annotate) if annotate else None
-    taken: set[Path] = set()  # annotated files written so far
+    taken: set[Path] = set()  # annotated file names given out so far
+    sources = []
+    for source in expand_sources(inputs):
+        if source.kind == "webcam" or source.name not in done:
+            sources.append(source)
+        elif annotate and source.kind in ("image", "video"):  # its copy keeps its name
+            annotated_path(annotate, source, taken)
     for source in tqdm(sources, unit="file", disable=not progress or len(sources) < 2):
         if source.kind == "skipped":
             log.info("%s: skipped, %s", source.name, source.problem)
@@ -261,10 +275,13 @@ def predict_sources(
             yield _status_row(source, "error", message=source.problem)
         else:
             try:
-                yield from _predict_source(
+                for row in _predict_source(
                     source, classifier, detect, margin, every, max_frames, annotate, taken,
                     tta or PREDICT_DEFAULTS[source.kind], min_score, largest,
-                )  # fmt: skip
+                ):  # fmt: skip
+                    yield row
+                    if finished and source.kind == "webcam":  # a live stream never ends:
+                        finished(source.name)  # each of its rows is kept as it comes
             except Exception as error:  # whatever it is, it is this input's row: the batch goes on
                 message = one_line(error)
                 log.warning("%s: %s", source.name, message)
@@ -308,22 +325,28 @@ def output_lock(path: str | Path, what: str = "--out") -> Iterator[Path]:
 
 
 def read_rows(path: str | Path, fmt: str = "csv") -> list[dict]:
-    """The rows an earlier predict wrote to ``path`` as ``fmt`` (:func:`write_rows`), for
-    ``--resume``; none if there is no such file; a :class:`UsageError` if it is not such rows."""
+    """The rows an earlier predict wrote to ``path`` as ``fmt`` (:class:`RowWriter`), for
+    ``--resume``; none if there is no such file; a :class:`UsageError` if it is not such rows
+    (other columns, not a list of rows, unreadable)."""
     path = Path(path)
     if not path.is_file():
         return []
     try:
         with open(path, newline="", encoding="utf-8") as file:
             if fmt == "csv":
-                rows = list(csv.DictReader(file))
+                reader = csv.DictReader(file)
+                rows = list(reader)
+                if reader.fieldnames != COLUMNS:
+                    raise ValueError(f"its columns are {reader.fieldnames}")
             elif fmt == "jsonl":
                 rows = [json.loads(line) for line in file if line.strip()]
             else:
                 rows = json.load(file)
-        if not all(isinstance(row, dict) and "source" in row for row in rows):
-            raise ValueError("a row without a source")
-    except (OSError, ValueError) as error:  # (undecodable text and bad JSON among them)
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and {"source", "status"} <= row.keys() for row in rows
+        ):
+            raise ValueError("not a list of rows with a source and a status")
+    except (OSError, ValueError, TypeError, csv.Error) as error:  # (bad text and JSON too)
         raise UsageError(
             f"--resume: {path} does not hold predict's {fmt} rows ({one_line(error)}): give the "
             "--format it was written with, or leave --resume out to replace it"
@@ -331,30 +354,66 @@ def read_rows(path: str | Path, fmt: str = "csv") -> list[dict]:
     return rows
 
 
-def write_rows(rows: Iterable[dict], out: TextIO = sys.stdout, fmt: str = "csv") -> dict:
-    """Write ``rows`` as ``csv`` or ``jsonl`` (streamed, one line per row) or ``json`` (one
-    array); returns how many rows had each status and, under :data:`NOT_ANNOTATED` (when
-    any), how many sources' annotated copies could not be written."""
-    counts: dict[str, int] = {}
-    not_annotated: set[str] = set()
-    collected = []
-    writer = csv.DictWriter(out, COLUMNS, extrasaction="ignore") if fmt == "csv" else None
-    if writer:
-        writer.writeheader()
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+class RowWriter:
+    """Rows streamed to ``out`` as ``csv``, ``jsonl`` (one line per row) or ``json`` (one array,
+    written row by row), with the count of each status and, under :data:`NOT_ANNOTATED` (when
+    any), of sources whose annotated copies could not be written. On a file, ``checkpoint``
+    notes where it stands and ``rewind`` cuts it back there: an interrupted batch ends its
+    file at the last input that finished."""
+
+    def __init__(self, out: TextIO, fmt: str = "csv") -> None:
+        self.out, self.fmt, self.rows = out, fmt, 0
+        self.counts: dict[str, int] = {}
+        self.not_annotated: set[str] = set()
+        self.csv = csv.DictWriter(out, COLUMNS, extrasaction="ignore") if fmt == "csv" else None
+        if self.csv:
+            self.csv.writeheader()
+        elif fmt == "json":
+            out.write("[")
+        self.mark: tuple | None = None
+        self.checkpoint()
+
+    def write(self, row: dict) -> None:
+        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
         if ANNOTATE_FAILED in (row.get("message") or ""):
-            not_annotated.add(row["source"])
-        if writer:
-            writer.writerow(row)
-        elif fmt == "jsonl":
-            out.write(json.dumps(row) + "\n")
+            self.not_annotated.add(row["source"])
+        if self.csv:
+            self.csv.writerow(row)
+        elif self.fmt == "jsonl":
+            self.out.write(json.dumps(row) + "\n")
         else:
-            collected.append(row)
-        out.flush()
-    if fmt == "json":
-        json.dump(collected, out, indent=1)
-        out.write("\n")
-    if not_annotated:
-        counts[NOT_ANNOTATED] = len(not_annotated)
-    return counts
+            self.out.write(("," if self.rows else "") + "\n " + json.dumps(row))
+        self.rows += 1
+        self.out.flush()
+
+    def checkpoint(self) -> None:
+        """Note where the file stands (nothing on a stream that cannot seek)."""
+        if self.out.seekable():
+            self.out.flush()
+            state = (dict(self.counts), set(self.not_annotated))
+            self.mark = (self.out.tell(), self.rows, state)
+
+    def rewind(self) -> None:
+        """Cut the file back to the last :meth:`checkpoint`."""
+        offset, self.rows, (counts, not_annotated) = self.mark
+        self.counts, self.not_annotated = dict(counts), set(not_annotated)
+        self.out.seek(offset)
+        self.out.truncate()
+
+    def close(self) -> dict:
+        """End the file (a JSON array's bracket); the counts."""
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.rows else "]\n")
+        self.out.flush()
+        counts = dict(self.counts)
+        if self.not_annotated:
+            counts[NOT_ANNOTATED] = len(self.not_annotated)
+        return counts
+
+
+def write_rows(rows: Iterable[dict], out: TextIO = sys.stdout, fmt: str = "csv") -> dict:
+    """Write ``rows`` with a :class:`RowWriter`; the counts of their statuses."""
+    writer = RowWriter(out, fmt)
+    for row in rows:
+        writer.write(row)
+    return writer.close()
