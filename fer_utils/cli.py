@@ -245,9 +245,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tta",
-        default="shifts",
         choices=list(TTA_SETS),
-        help="test-time augmentation of the -tta record (affine: 90 views)",
+        help="test-time augmentation of the -tta record (default: shifts; affine: 90 views)",
     )
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
 
@@ -264,13 +263,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         TrainConfig, args, {"epochs": profile.epochs, "batch_size": profile.batch_size}
     )
     check_model(config.model, config.model_kwargs)
+    if args.no_tta and args.tta:
+        raise UsageError("--no-tta and --tta: give one of them")
+    if args.focal_gamma is not None and config.loss != "focal":
+        raise UsageError("--focal-gamma shapes the focal loss: add --loss focal, or leave it out")
     if config.init:
         check_init(config.init, config.model, config.correction, **config.model_kwargs)
     run_name = args.run_name or f"{config.model}-{args.profile}-s{config.seed}"
     check_outputs(run_name)  # before the data is loaded, not after hours of training
     set_threads(args.threads)
     dataset = _profile_data(args, config.seed)
-    tta = None if args.no_tta else args.tta
+    tta = None if args.no_tta else args.tta or "shifts"
     done = run_experiment(config, run_name, dataset, args.profile, command_line(), tta=tta)
     for run in done.records.values():
         _print_record(run)
@@ -474,6 +477,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.resume and not args.out:
         raise UsageError("--resume continues the rows of --out: give --out FILE too")
+    if args.detector == "none" and args.margin is not None:
+        raise UsageError("--margin widens a detected box; --detector none takes each image as "
+                         "the face: leave one of them out")  # fmt: skip
     with contextlib.ExitStack() as stack:
         if args.out:
             stack.enter_context(output_lock(args.out))

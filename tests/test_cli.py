@@ -137,6 +137,26 @@ def test_a_setting_of_the_wrong_type_is_one_line_before_any_data(capsys, setting
     assert err == f"error: {message}\n"
 
 
+NO_DATA = ["--data", "/nonexistent/fer2013.csv"]  # a DataError if the data were read first
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--model", "fast_cnn", "--no-tta", "--tta", "affine", *NO_DATA],
+         "--no-tta and --tta"),
+        (["train", "--model", "fast_cnn", "--focal-gamma", "1", *NO_DATA], "add --loss focal"),
+        (["predict", "a.jpg", "--detector", "none", "--margin", "0.2"], "--detector none takes"),
+    ],
+)  # fmt: skip
+def test_options_that_contradict_each_other_are_one_line_before_any_work(
+    capsys, argv: list[str], message: str
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
 def test_a_whole_number_is_a_float_setting_and_a_config_file_is_typed_too(tmp_path, capsys):
     assert train_config(["--model", "fast_cnn", "--set", "learning_rate=1"]).learning_rate == 1.0
     (tmp_path / "c.json").write_text('{"epochs": "3"}')

@@ -26,14 +26,11 @@ CANDIDATE_NAMES = (
     "archive.zip",
 )
 
-NOT_FOUND_HELP = """\
-FER2013 was not found. Give it in one of these ways (first wins):
-  1. an argument: --data PATH (command line) or load_fer2013(PATH) (Python);
-  2. the environment variable FER2013_PATH=PATH;
-  3. a file in the project's data/ folder: {names}.
-PATH may be the challenge's fer2013.csv (plain, .gz or fer2013.tar.gz) or the image-folder
-edition (a folder with train/ and test/, or its zip). To download it with your Kaggle account:
-  python -m fer_utils download"""
+NOT_FOUND_HELP = (
+    "FER2013 was not found: pass --data PATH, set FER2013_PATH=PATH, or put fer2013.csv "
+    "(.gz, .tar.gz, .zip, or the image-folder edition) in the project's data/ folder; "
+    "`python -m fer_utils download` fetches it with your Kaggle account (data/README.md)"
+)
 
 
 def _image_folder_like(path: Path) -> bool:
@@ -69,12 +66,13 @@ def find_data(path: str | os.PathLike | None = None) -> Path:
             if found is None:
                 raise DataError(
                     f"{origin} ({given}) has no FER2013 data: it does not exist or holds none of "
-                    f"{', '.join(CANDIDATE_NAMES)}.\n\n" + _help()
+                    f"{', '.join(CANDIDATE_NAMES)}; point --data or FER2013_PATH at the file or "
+                    "the folder holding it, or fetch it with `python -m fer_utils download`"
                 )
             return found
     found = _resolve(project_root() / "data")
     if found is None:
-        raise DataError(_help())
+        raise DataError(NOT_FOUND_HELP)
     return found
 
 
@@ -99,7 +97,3 @@ def find_ferplus(path: str | os.PathLike | None = None, near: Path | None = None
         if (folder / "fer2013new.csv").is_file():
             return folder / "fer2013new.csv"
     return None
-
-
-def _help() -> str:
-    return NOT_FOUND_HELP.format(names=", ".join(CANDIDATE_NAMES))
