@@ -21,7 +21,14 @@ from sklearn.model_selection import StratifiedKFold
 
 from fer_utils.config import EPS, models_dir
 from fer_utils.errors import ModelError, UsageError
-from fer_utils.evaluation import comparison_table, metrics, predict
+from fer_utils.evaluation import (
+    bootstrap_ci,
+    bootstrap_gain_ci,
+    comparison_table,
+    metrics,
+    predict,
+    verdict,
+)
 from fer_utils.files import atomic_open
 from fer_utils.progress import progress_bar
 from fer_utils.provenance import describe_sources
@@ -236,22 +243,55 @@ def cross_validated(
     return METHODS[max(scores, key=scores.__getitem__)](validation), scores
 
 
+def first_picks(order: Sequence[str], size: int) -> Ensemble:
+    """The uniform vote of the first ``size`` members of ``order``."""
+    return Ensemble(tuple(order[:size]), np.full(size, 1 / size))
+
+
 def accuracy_by_size(
     order: Sequence[str], validation: SplitPredictions, test: SplitPredictions
-) -> list[dict]:
-    """Accuracy of the uniform vote of the first 1, 2, … members of ``order`` (an order chosen
-    on PublicTest), on PublicTest and on ``test``."""
+) -> pd.DataFrame:
+    """The uniform vote of the first 1, 2, … members of ``order`` (an order chosen on
+    PublicTest), on PublicTest and on ``test``: one row per split and size (``members``) with
+    the accuracy and its 95 % bootstrap interval (``low``, ``high``), and the paired gain over
+    the first member alone (``gain``, ``gain_low``, ``gain_high``: the same faces resampled
+    together, so the members' shared answers cancel)."""
     _require_selection_split(validation)
     rows = []
-    for size in range(1, len(order) + 1):
-        names = tuple(order[:size])
-        ensemble = Ensemble(names, np.full(size, 1 / size))
-        rows.append({
-            "members": size,
-            validation.split: metrics(validation.labels, ensemble.predict(validation))["accuracy"],
-            test.split: metrics(test.labels, ensemble.predict(test))["accuracy"],
-        })  # fmt: skip
-    return rows
+    for split in (validation, test):
+        alone = first_picks(order, 1).predict(split).argmax(1)
+        for size in range(1, len(order) + 1):
+            voted = first_picks(order, size).predict(split).argmax(1)
+            low, high = bootstrap_ci(split.labels, voted)
+            gain_low, gain_high = bootstrap_gain_ci(split.labels, voted, alone)
+            accuracy, base = np.mean(voted == split.labels), np.mean(alone == split.labels)
+            rows.append({"split": split.split, "members": size, "accuracy": accuracy,
+                         "low": low, "high": high, "gain": accuracy - base,
+                         "gain_low": gain_low, "gain_high": gain_high})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def beyond_best_size(
+    order: Sequence[str], validation: SplitPredictions, test: SplitPredictions
+) -> pd.DataFrame:
+    """Whether voting all of ``order`` pays beyond the size PublicTest likes best, per split:
+    ``k``, the size whose uniform vote of the first k members has the highest PublicTest
+    accuracy (ties to the smaller); the accuracies of that vote (``first_k``) and of all
+    members (``all``); ``gain``, all − first k in points, with its paired 95 % bootstrap
+    interval (``low``, ``high``) and :func:`~fer_utils.evaluation.verdict`."""
+    _require_selection_split(validation)
+    public = [np.mean(first_picks(order, k).predict(validation).argmax(1) == validation.labels)
+              for k in range(1, len(order) + 1)]  # fmt: skip
+    best = int(np.argmax(public)) + 1
+    rows = {}
+    for split in (validation, test):
+        every, few = (first_picks(order, k).predict(split).argmax(1) for k in (len(order), best))
+        low, high = (100 * v for v in bootstrap_gain_ci(split.labels, every, few))
+        right = [np.mean(guess == split.labels) for guess in (few, every)]
+        rows[split.split] = {"k": best, "first_k": right[0], "all": right[1],
+                             "gain": 100 * (right[1] - right[0]), "low": low, "high": high,
+                             "verdict": verdict(low, high, words=("lower", "higher"))}  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def record_ensemble(

@@ -71,6 +71,14 @@ def accuracy_ci(accuracy: float, n: int, **options) -> tuple[float, float]:
     return bootstrap_mean_ci(np.arange(n) < round(accuracy * n), **options)
 
 
+def verdict(
+    low: float, high: float, reference: float = 0.0, words: tuple[str, str] = ("below", "above")
+) -> str:
+    """Where the interval [``low``, ``high``] lies against ``reference``: ``words[0]`` when it
+    is wholly below it, ``words[1]`` when wholly above, and "within noise" when it holds it."""
+    return words[1] if low > reference else words[0] if high < reference else "within noise"
+
+
 def bootstrap_gain_ci(
     labels: np.ndarray, predicted: np.ndarray, baseline: np.ndarray, **options
 ) -> tuple[float, float]:
@@ -193,7 +201,8 @@ def lighting_robustness(
 ) -> pd.DataFrame:
     """Accuracy of each self-contained model on ``faces`` under every lighting shift of
     :func:`fer_utils.preprocessing.shift_lighting` at each strength (strength 0 = the
-    faces as they are). Long format: model, shift, strength, accuracy."""
+    faces as they are); ``shifts``: names from :data:`fer_utils.preprocessing.SHIFTS` (default:
+    all). Long format: model, shift, strength, accuracy."""
     from fer_utils.preprocessing import SHIFTS, shift_lighting
 
     shifts = shifts or SHIFTS

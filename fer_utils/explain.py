@@ -46,7 +46,7 @@ from tf_keras_vis.utils.scores import CategoricalScore
 from fer_utils.calibration import uncalibrated
 from fer_utils.config import EMOTIONS, IMAGE_SIZE, checkpoints_dir
 from fer_utils.data import as_batch
-from fer_utils.evaluation import bootstrap_mean_ci
+from fer_utils.evaluation import bootstrap_mean_ci, verdict
 from fer_utils.feature_maps import quiet_keras_vis, upsampled
 from fer_utils.models import IlluminationCorrection, flat_layers, is_nested
 from fer_utils.progress import progress_bar
@@ -456,6 +456,7 @@ class Comparison(NamedTuple):
     low: float  # 95 % bootstrap interval of that mean
     high: float
     beats_random: bool  # the interval excludes 0 on the better side
+    loses_random: bool  # the interval excludes 0 on the worse side
 
 
 def versus_random(
@@ -466,7 +467,9 @@ def versus_random(
     hard for both cancels). ``lower_is_better``: deletion (True) or insertion (False)."""
     difference = np.asarray(auc, dtype=np.float64) - np.asarray(random_auc, dtype=np.float64)
     low, high = bootstrap_mean_ci(difference, seed=seed)
-    return Comparison(float(difference.mean()), low, high, high < 0 if lower_is_better else low > 0)
+    better, worse = ("below", "above") if lower_is_better else ("above", "below")
+    side = verdict(low, high)
+    return Comparison(float(difference.mean()), low, high, side == better, side == worse)
 
 
 def randomised(model: keras.Model, seed: int = 0) -> keras.Model:
@@ -668,6 +671,7 @@ def _auc_columns(kind: str, auc: np.ndarray, random_auc: np.ndarray, seed: int) 
         f"{kind}_vs_random_low": comparison.low,
         f"{kind}_vs_random_high": comparison.high,
         f"{kind}_beats_random": comparison.beats_random,
+        f"{kind}_loses_random": comparison.loses_random,
     }
 
 
@@ -734,7 +738,8 @@ def faithfulness_table(
     the mean AUC (``_auc``) with its 95 % bootstrap interval (``_ci``), and the paired
     difference from the random map on the same faces (``_vs_random``, interval ``_vs_random_low``
     – ``_vs_random_high``, :func:`versus_random`) and whether the method beats it
-    (``_beats_random``); ``randomisation_spearman``, the mean rank correlation of the
+    (``_beats_random``) or loses to it (``_loses_random``), both beyond noise;
+    ``randomisation_spearman``, the mean rank correlation of the
     randomisation check on the first ``randomisation_faces`` faces (NaN for the random map).
     Sorted by perturbation, then by insertion minus deletion AUC, best first.
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data import Dataset
-from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci
+from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci, verdict
 from fer_utils.experiment import train_or_read_record
 from fer_utils.runs import Run, read_predictions
 from fer_utils.training import TrainConfig
@@ -131,7 +131,7 @@ class LabelCurve:
             rows[init] = {
                 "recipe": scores[0], f"lr {rate:g}": scores[1], "gain": scores[1] - scores[0],
                 "gain_low": low, "gain_high": high,
-                "verdict": "lower" if high < 0 else "higher" if low > 0 else "within noise",
+                "verdict": verdict(low, high, words=("lower", "higher")),
             }  # fmt: skip
         return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -170,6 +170,9 @@ def check_aims(curve: pd.DataFrame) -> pd.DataFrame:
                 f"{100 * r.gain:+.2f} [{100 * r.gain_low:+.2f}, {100 * r.gain_high:+.2f}]"
             ),
             "result": "met" if aim.met(r) else "NOT met",
-            "difference": "within noise" if r.gain_low <= 0 <= r.gain_high else "beyond noise",
+            "difference": (
+                "within noise" if verdict(r.gain_low, r.gain_high) == "within noise"
+                else "beyond noise"
+            ),
         })  # fmt: skip
     return pd.DataFrame(rows)

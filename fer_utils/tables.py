@@ -12,7 +12,7 @@ import pandas as pd
 
 from fer_utils.config import project_root, results_dir
 from fer_utils.errors import UsageError
-from fer_utils.evaluation import accuracy_ci
+from fer_utils.evaluation import accuracy_ci, verdict
 from fer_utils.files import atomic_write_text
 from fer_utils.runs import Run, all_runs, default_choice, find
 from fer_utils.tta import PREDICT_DEFAULTS, TTA_SETS
@@ -109,8 +109,7 @@ def _against(published: float, accuracy: float, n: int) -> str:
     interval, and whether ``published`` (percent) lies above, below or inside it. The interval
     is this project's alone: the published runs' predictions are not available to pair."""
     low, high = (100 * bound for bound in accuracy_ci(accuracy, n))
-    verdict = "above" if low > published else "below" if high < published else "within noise"
-    return f"{100 * accuracy:.2f} [{low:.1f}, {high:.1f}] | {verdict}"
+    return f"{100 * accuracy:.2f} [{low:.1f}, {high:.1f}] | {verdict(low, high, published)}"
 
 
 def published_comparison(runs: pd.DataFrame) -> str:

@@ -242,3 +242,31 @@ def test_members_without_model_files_cannot_teach(tmp_path, monkeypatch):
     assert ens.with_models(["a", "b"]) == []  # a fresh clone: predictions, no models
     (tmp_path / "a.keras").write_bytes(b"model")
     assert ens.with_models(["a", "b"]) == ["a"]
+
+
+def test_accuracy_by_size_shows_the_vote_gaining_over_its_first_member():
+    """Three members right on independent 60 % of the faces: their vote is right where two
+    are (about 65 %), a gain over the first pick alone that the paired interval separates
+    from 0; the first pick against itself gains exactly nothing."""
+    rng = np.random.default_rng(0)
+    splits = []
+    for split in ("PublicTest", "PrivateTest"):
+        labels = rng.integers(0, 7, 3000)
+        right = rng.random((3, 3000)) < 0.6
+        guesses = np.where(right, labels, (labels + rng.integers(1, 7, (3, 3000))) % 7)
+        members = np.eye(7)[guesses] * 0.9 + 0.1 / 7
+        splits.append(ens.SplitPredictions(split, labels, ("a", "b", "c"), members))
+    table = ens.accuracy_by_size(("a", "b", "c"), *splits)
+    assert list(table.split) == ["PublicTest"] * 3 + ["PrivateTest"] * 3
+    assert (table.low <= table.accuracy).all() and (table.accuracy <= table.high).all()
+    first, vote = table[table.members == 1], table[table.members == 3]
+    assert (first.gain == 0).all() and (first.gain_low == 0).all()
+    assert (vote.gain_low > 0.01).all() and (vote.accuracy > first.accuracy.to_numpy()).all()
+    beyond = ens.beyond_best_size(("a", "b", "c"), *splits)
+    assert (beyond.k == 3).all() and (beyond.gain == 0).all()  # all three are the best size
+    assert (beyond.verdict == "within noise").all()
+    beyond = ens.beyond_best_size(("a", "b", "c", "a"), *splits)  # a 4th vote re-counts "a"
+    assert (beyond.k == 3).all() and (beyond.gain < 0).all()
+    for check in (ens.accuracy_by_size, ens.beyond_best_size):
+        with pytest.raises(ValueError, match="chosen on PublicTest only"):
+            check(("a",), splits[1], splits[0])

@@ -254,13 +254,14 @@ def test_versus_random_pairs_the_faces():
     random_auc = rng.uniform(0.1, 0.9, 200)
     better = random_auc - 0.02
     assert ex.versus_random(better, random_auc, lower_is_better=True) == pytest.approx(
-        (-0.02, -0.02, -0.02, True)
+        (-0.02, -0.02, -0.02, True, False)
     )
-    assert not ex.versus_random(better, random_auc, lower_is_better=False).beats_random
+    worse = ex.versus_random(better, random_auc, lower_is_better=False)
+    assert worse.loses_random and not worse.beats_random
     noisy = random_auc + rng.normal(0, 0.05, 200)
     comparison = ex.versus_random(noisy, random_auc, lower_is_better=True)
     assert comparison.low < 0 < comparison.high
-    assert not comparison.beats_random
+    assert not comparison.beats_random and not comparison.loses_random
 
 
 def test_faithfulness_table(trained, patch_faces):
@@ -271,7 +272,8 @@ def test_faithfulness_table(trained, patch_faces):
     assert len(table) == 3 * len(ex.PERTURBATIONS)
     assert list(table.perturbation.unique()) == list(ex.PERTURBATIONS)
     for kind in ("deletion", "insertion"):
-        assert {f"{kind}_{c}" for c in ("auc", "ci", "vs_random", "beats_random")} <= {*table}
+        columns = ("auc", "ci", "vs_random", "beats_random", "loses_random")
+        assert {f"{kind}_{c}" for c in columns} <= {*table}
         assert (table[f"{kind}_vs_random_low"] <= table[f"{kind}_vs_random"]).all()
         assert (table[f"{kind}_vs_random"] <= table[f"{kind}_vs_random_high"]).all()
     random = table.loc["random"]

@@ -222,9 +222,11 @@ def test_faithfulness_marks_losing_to_random_apart_from_noise_in_one_method_orde
             rows.append({"method": method, "perturbation": perturbation,
                          "deletion_vs_random": d[0], "deletion_vs_random_low": d[1],
                          "deletion_vs_random_high": d[2], "deletion_beats_random": d[2] < 0,
+                         "deletion_loses_random": d[1] > 0,
                          "insertion_vs_random": -d[0], "insertion_vs_random_low": -d[2],
                          "insertion_vs_random_high": -d[1],
-                         "insertion_beats_random": -d[2] > 0})  # fmt: skip
+                         "insertion_beats_random": -d[2] > 0,
+                         "insertion_loses_random": -d[1] < 0})  # fmt: skip
     fig = viz.faithfulness(pd.DataFrame(rows).set_index("method"), save="faithful")
     for ax in fig.axes:
         assert [t.get_text() for t in ax.get_yticklabels()] == ["good", "bad", "same"]
@@ -315,6 +317,20 @@ def test_label_efficiency_uses_a_log_axis_with_intervals_and_seed_spread() -> No
     first = left.get_legend().get_texts()
     assert next(t.get_text() for t in first if "seed 13" in t.get_text()).startswith("simclr")
     _fits("label_efficiency")
+
+
+def test_accuracy_vs_members_draws_percent_with_intervals_and_the_legend_off_the_data() -> None:
+    rows = [{"split": split, "members": k, "accuracy": 0.69 + 0.002 * k, "low": 0.68,
+             "high": 0.72, "gain": 0.002 * (k - 1), "gain_low": -0.004, "gain_high": 0.01}
+            for split in ("PublicTest", "PrivateTest") for k in (1, 2, 3)]  # fmt: skip
+    fig = viz.accuracy_vs_members(pd.DataFrame(rows), save="by_size")
+    left, right = fig.axes
+    assert "%" in left.get_ylabel() and "points" in right.get_ylabel()
+    assert len(left.containers) == len(right.containers) == 2  # error bars for each split
+    tops = [bars.lines[0].get_ydata().max() for bars in left.containers]
+    assert tops == pytest.approx([69.6, 69.6])  # percent, not shares
+    assert left.get_legend() is None and len(fig.legends) == 1  # below the panels
+    _fits("by_size")
 
 
 def test_lines_label_the_x_axis_and_heatmaps_get_a_colour_bar() -> None:

@@ -15,7 +15,7 @@ import tensorflow as tf
 from fer_utils.config import models_dir
 from fer_utils.data import DataError, Dataset
 from fer_utils.devices import set_threads
-from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci, predict
+from fer_utils.evaluation import bootstrap_ci, bootstrap_gain_ci, predict, verdict
 from fer_utils.experiment import (
     evaluate_saved,
     load_history,
@@ -240,6 +240,13 @@ def test_bootstrap_interval_contains_the_accuracy() -> None:
     low, high = bootstrap_ci(labels, predicted)
     accuracy = (labels == predicted).mean()
     assert low < accuracy < high and 0.02 < high - low < 0.12
+
+
+def test_verdict_says_where_an_interval_lies_against_a_reference() -> None:
+    assert verdict(0.01, 0.03) == "above" and verdict(-0.03, -0.01) == "below"
+    assert verdict(-0.01, 0.01) == "within noise" == verdict(0.0, 0.02)  # touching 0 is noise
+    assert verdict(62.9, 66.0, 66.3) == "below" and verdict(62.9, 66.0, 64.0) == "within noise"
+    assert verdict(-0.05, -0.02, words=("lower", "higher")) == "lower"
 
 
 def test_paired_gain_interval_sees_a_small_consistent_improvement() -> None:
