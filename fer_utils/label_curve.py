@@ -170,9 +170,6 @@ def check_aims(curve: pd.DataFrame) -> pd.DataFrame:
                 f"{100 * r.gain:+.2f} [{100 * r.gain_low:+.2f}, {100 * r.gain_high:+.2f}]"
             ),
             "result": "met" if aim.met(r) else "NOT met",
-            "difference": (
-                "within noise" if verdict(r.gain_low, r.gain_high) == "within noise"
-                else "beyond noise"
-            ),
+            "difference": verdict(r.gain_low, r.gain_high, words=("beyond noise",) * 2),
         })  # fmt: skip
     return pd.DataFrame(rows)
