@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 
+from fer_utils.errors import run_script
+
 TIMED = """
 import time, sys
 start = time.perf_counter()
@@ -67,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

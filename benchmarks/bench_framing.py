@@ -24,6 +24,7 @@ import argparse
 import time
 
 from fer_utils.data import load_fer2013
+from fer_utils.errors import run_script
 from fer_utils.evaluation import bootstrap_gain_ci
 from fer_utils.inference import load_classifier, make_detector
 from fer_utils.inference.faces import CROP_GEOMETRY, Geometry
@@ -125,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils.config import get_profile, project_root
+from fer_utils.errors import run_script
 from fer_utils.models import build_model, forward_flops
 from fer_utils.training import make_dataset
 
@@ -71,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -39,6 +39,7 @@ import skimage.data
 from fer_utils.cli import _test_faces
 from fer_utils.config import EMOTIONS, project_root
 from fer_utils.data import load_fer2013
+from fer_utils.errors import run_script
 from fer_utils.evaluation import metrics
 from fer_utils.inference import load_classifier, make_detector, predict_sources
 from fer_utils.inference.export import export_model
@@ -264,4 +265,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

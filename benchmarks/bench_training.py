@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from fer_utils.devices import set_threads
+from fer_utils.errors import run_script
 from fer_utils.models import forward_flops
 
 
@@ -111,4 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -272,17 +272,21 @@ def accuracy_by_size(
 
 
 def beyond_best_size(
-    order: Sequence[str], validation: SplitPredictions, test: SplitPredictions
+    order: Sequence[str],
+    by_size: pd.DataFrame,
+    validation: SplitPredictions,
+    test: SplitPredictions,
 ) -> pd.DataFrame:
     """Whether voting all of ``order`` pays beyond the size PublicTest likes best, per split:
-    ``k``, the size whose uniform vote of the first k members has the highest PublicTest
-    accuracy (ties to the smaller); the accuracies of that vote (``first_k``) and of all
-    members (``all``); ``gain``, all − first k in points, with its paired 95 % bootstrap
-    interval (``low``, ``high``) and :func:`~fer_utils.evaluation.verdict`."""
+    ``k``, the size whose vote has the highest PublicTest accuracy in ``by_size`` (the table of
+    :func:`accuracy_by_size` for this order; ties to the smaller); the accuracies of that vote
+    (``first_k``) and of all members (``all``); ``gain``, all − first k in points, with its
+    paired 95 % bootstrap interval (``low``, ``high``) and :func:`~fer_utils.evaluation.verdict`."""
     _require_selection_split(validation)
-    public = [np.mean(first_picks(order, k).predict(validation).argmax(1) == validation.labels)
-              for k in range(1, len(order) + 1)]  # fmt: skip
-    best = int(np.argmax(public)) + 1
+    public = by_size[by_size.split == SELECTION_SPLIT].set_index("members").accuracy
+    if sorted(public.index) != list(range(1, len(order) + 1)):
+        raise ValueError(f"by_size must be accuracy_by_size's table of these {len(order)} members")
+    best = int(public.idxmax())  # the first maximum: sizes ascend, so ties go to the smaller
     rows = {}
     for split in (validation, test):
         every, few = (first_picks(order, k).predict(split).argmax(1) for k in (len(order), best))

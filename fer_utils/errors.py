@@ -3,6 +3,9 @@ wrong and how to fix it, and the command line prints that message without a trac
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class FerError(ValueError):
     """Bad input of any kind (the base of the project's errors)."""
@@ -26,3 +29,13 @@ def require(ok: bool, name: str, value: object, wanted: str) -> None:
 def require_choice(name: str, value: object, choices: tuple | list) -> None:
     """A :class:`UsageError` unless ``value`` is one of ``choices`` (listed in the message)."""
     require(value in choices, name, value, f"one of {', '.join(map(str, choices))}")
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a script's ``main`` (the benchmarks): bad input exits with its one-line message and
+    status 2, as the command line does, instead of a traceback."""
+    try:
+        main()
+    except FerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

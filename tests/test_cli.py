@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -223,3 +225,21 @@ def test_a_sample_replaces_the_files_whole_and_drops_votes_of_another_sample(tmp
     assert "held the votes of an earlier sample" in caplog.text
     assert len(load_fer2013(csv_path)) == 3 * 7 + 2 * 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fer2013_sample.csv.gz"]  # no temp
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "benchmarks").glob("bench_*.py")))
+def test_every_benchmark_runs_through_the_one_line_error_handler(script) -> None:
+    """Each benchmark hands its ``main`` to ``errors.run_script``, so bad input is one line."""
+    assert 'if __name__ == "__main__":\n    run_script(main)' in script.read_text()
+
+
+def test_a_benchmark_without_its_data_says_so_in_one_line(tmp_path) -> None:
+    missing = tmp_path / "fer2013.csv"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_inference.py"), "--sections",
+         "runtimes", "--data", str(missing)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert lines[-1].startswith("error: ") and str(missing) in lines[-1]

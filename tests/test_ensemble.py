@@ -262,11 +262,15 @@ def test_accuracy_by_size_shows_the_vote_gaining_over_its_first_member():
     first, vote = table[table.members == 1], table[table.members == 3]
     assert (first.gain == 0).all() and (first.gain_low == 0).all()
     assert (vote.gain_low > 0.01).all() and (vote.accuracy > first.accuracy.to_numpy()).all()
-    beyond = ens.beyond_best_size(("a", "b", "c"), *splits)
+    beyond = ens.beyond_best_size(("a", "b", "c"), table, *splits)
     assert (beyond.k == 3).all() and (beyond.gain == 0).all()  # all three are the best size
     assert (beyond.verdict == "within noise").all()
-    beyond = ens.beyond_best_size(("a", "b", "c", "a"), *splits)  # a 4th vote re-counts "a"
+    four = ("a", "b", "c", "a")  # a 4th vote re-counts "a"
+    beyond = ens.beyond_best_size(four, ens.accuracy_by_size(four, *splits), *splits)
     assert (beyond.k == 3).all() and (beyond.gain < 0).all()
-    for check in (ens.accuracy_by_size, ens.beyond_best_size):
-        with pytest.raises(ValueError, match="chosen on PublicTest only"):
-            check(("a",), splits[1], splits[0])
+    with pytest.raises(ValueError, match="table of these 4 members"):
+        ens.beyond_best_size(four, table, *splits)
+    with pytest.raises(ValueError, match="chosen on PublicTest only"):
+        ens.accuracy_by_size(("a",), splits[1], splits[0])
+    with pytest.raises(ValueError, match="chosen on PublicTest only"):
+        ens.beyond_best_size(("a",), table, splits[1], splits[0])

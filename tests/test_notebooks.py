@@ -141,7 +141,7 @@ def test_notebook_07_explains_and_measures_faithfulness(tmp_path: Path) -> None:
     _, figures = run_quick(
         tmp_path, "07_gradcam_explainability.ipynb", faithfulness_faces=8, lime_samples=50
     )
-    assert {"07_methods_by_emotion", "07_gradcam_per_class", "07_mistakes_gradcam",
+    assert {"07_methods_by_emotion", "07_attention_per_class", "07_mistakes_explained",
             "07_faithfulness", "07_region_attention_per_class"} <= figures  # fmt: skip
     table = Path(os.environ["FER_RESULTS"]) / "faithfulness-quick.csv"
     assert len(table.read_text().splitlines()) == 1 + 11 * 3  # 10 methods and random × 3 ways
