@@ -15,7 +15,7 @@ import numpy as np
 
 from fer_utils.config import PROFILES, get_profile, project_root
 from fer_utils.data import DataError, find_data, load_fer2013
-from fer_utils.errors import FerError, UsageError, require_choice
+from fer_utils.errors import FerError, UsageError, report, require_choice
 from fer_utils.inference import ModelError
 from fer_utils.inference.faces import DETECTORS
 from fer_utils.inference.predict import TTA_CHOICES
@@ -777,8 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.func(args)
     except FerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report(error)
     except OSError as error:
         if error.errno not in DISK_ERRORS:
             raise

@@ -31,11 +31,17 @@ def require_choice(name: str, value: object, choices: tuple | list) -> None:
     require(value in choices, name, value, f"one of {', '.join(map(str, choices))}")
 
 
+def report(error: FerError) -> int:
+    """Print ``error`` as the one line a user sees (``error: …`` on stderr, no traceback) and
+    return the exit status of bad input, 2."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def run_script(main: Callable[[], object]) -> None:
-    """Run a script's ``main`` (the benchmarks): bad input exits with its one-line message and
-    status 2, as the command line does, instead of a traceback."""
+    """Run a script's ``main`` (the benchmarks): bad input is :func:`report`-ed and exits, as
+    the command line does, instead of a traceback."""
     try:
         main()
     except FerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(report(error)) from None
