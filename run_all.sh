@@ -79,6 +79,9 @@ profile="${profile:-quick}"
 [[ -n "$data" ]] && export FER2013_PATH="$(realpath "$data")"
 
 # --- notebooks ------------------------------------------------------------------------------
+# The kernels draw inline, so that the executed copies show their figures: a backend set in
+# the environment (MPLBACKEND=Agg, as on a headless machine) would leave them without any.
+unset MPLBACKEND
 out="outputs/$profile"
 mkdir -p "$out"
 # Quick runs are smoke runs: their figures, results, models and checkpoints go to .../quick/

@@ -78,36 +78,6 @@ def test_executed_copy_is_current_and_clean(executed: Path) -> None:
     assert any("image/png" in o.get("data", {}) for o in outputs), "a reader sees its figures"
 
 
-@pytest.mark.slow
-def test_notebook_01_runs_and_writes_its_figures(tmp_path: Path) -> None:
-    notebook = ROOT / "notebooks" / "01_data_exploration_and_cleaning.ipynb"
-    papermill.execute_notebook(
-        str(notebook), str(tmp_path / notebook.name),
-        parameters={"profile": "quick", "data_path": str(SAMPLE_CSV), "seed": 0},
-        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
-    )  # fmt: skip
-    figures = Path(os.environ["FER_FIGURES"])
-    names = {p.stem for p in figures.glob("*.png")}
-    assert {"01_class_balance", "01_mean_faces", "01_cleaning_examples", "01_ferplus_agreement",
-            "01_samples_per_class", "01_intensity_contrast"} <= names  # fmt: skip
-
-
-@pytest.mark.slow
-def test_notebook_02_trains_records_and_plots(tmp_path: Path) -> None:
-    notebook = ROOT / "notebooks" / "02_baseline_cnn.ipynb"
-    papermill.execute_notebook(
-        str(notebook), str(tmp_path / notebook.name),
-        parameters={"profile": "quick", "data_path": str(SAMPLE_CSV), "compare_epochs": 1},
-        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
-    )  # fmt: skip
-    env = os.environ
-    records = {p.stem for p in Path(env["FER_RESULTS"]).glob("*.json")}
-    assert {"baseline-quick", "five_layer-quick", "five_layer-quick-tta"} <= records
-    assert {"five_layer-ce-e1-quick", "five_layer-focal-e1-quick"} <= records
-    figures = {p.stem for p in Path(env["FER_FIGURES"]).glob("*.png")}
-    assert {"02_learning_curves", "02_confusion_matrix", "02_confident_mistakes"} <= figures
-
-
 def run_quick(tmp_path: Path, name: str, **parameters) -> tuple[set[str], set[str]]:
     """Run notebook ``name`` in the quick profile on the sample; its records and figures."""
     notebook = ROOT / "notebooks" / name
@@ -119,6 +89,21 @@ def run_quick(tmp_path: Path, name: str, **parameters) -> tuple[set[str], set[st
     records = {p.stem for p in Path(os.environ["FER_RESULTS"]).glob("*.json")}
     figures = {p.stem for p in Path(os.environ["FER_FIGURES"]).glob("*.png")}
     return records, figures
+
+
+@pytest.mark.slow
+def test_notebook_01_runs_and_writes_its_figures(tmp_path: Path) -> None:
+    _, figures = run_quick(tmp_path, "01_data_exploration_and_cleaning.ipynb", seed=0)
+    assert {"01_class_balance", "01_mean_faces", "01_cleaning_examples", "01_ferplus_agreement",
+            "01_samples_per_class", "01_intensity_contrast"} <= figures  # fmt: skip
+
+
+@pytest.mark.slow
+def test_notebook_02_trains_records_and_plots(tmp_path: Path) -> None:
+    records, figures = run_quick(tmp_path, "02_baseline_cnn.ipynb", compare_epochs=1)
+    assert {"baseline-quick", "five_layer-quick", "five_layer-quick-tta"} <= records
+    assert {"five_layer-ce-e1-quick", "five_layer-focal-e1-quick"} <= records
+    assert {"02_learning_curves", "02_confusion_matrix", "02_confident_mistakes"} <= figures
 
 
 @pytest.mark.slow

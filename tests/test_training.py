@@ -23,6 +23,7 @@ from fer_utils.experiment import (
     train_or_load,
     train_or_read_record,
 )
+from fer_utils.files import file_sha256
 from fer_utils.inference import ModelError
 from fer_utils.models import REGISTRY, build_model, save_for_inference
 from fer_utils.runs import (
@@ -384,6 +385,26 @@ def test_a_pretraining_record_is_reused_for_the_same_data_and_seed_only(caplog) 
     assert train_or_read_record(config, "ssl", data, "quick", "…") == read_run("ssl")
     reseeded = dataclasses.replace(config, seed=14)
     assert stale_reason("ssl", reseeded, data, "quick") == "its record has another seed"
+
+
+def test_a_record_names_the_encoder_and_teacher_it_started_from_by_hash(tmp_path) -> None:
+    """A fine-tuned run or a student is tied to the very file it started or learnt from, which
+    its command names only by path (a teacher file written again differs)."""
+    data = three_splits()
+    config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1})
+    start = train_or_load(config, "start", data, "quick", "train …")
+    assert "init_sha256" not in start.record.details
+    init = models_dir() / "start.keras"
+    train_part = data.split("Training")
+    teacher = tmp_path / "teacher.npz"
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(7), len(train_part))
+    np.savez(teacher, source_index=train_part.source_index, probabilities=probabilities)
+    student = dataclasses.replace(
+        config, init=str(init), soft_targets="teacher", teacher=str(teacher)
+    )
+    details = train_or_load(student, "student", data, "quick", "train …").record.details
+    assert details["init_sha256"] == file_sha256(init)
+    assert details["teacher_sha256"] == file_sha256(teacher)
 
 
 def test_a_run_that_must_train_from_a_missing_start_says_which_file() -> None:
