@@ -114,9 +114,9 @@ def run_experiment(
     }
     if weights is not None:
         details["backbone_weights"] = weights
-    for source in ("init", "teacher"):  # the files it started or learnt from, as they were then
-        if getattr(config, source):
-            details[f"{source}_sha256"] = file_sha256(Path(getattr(config, source)))
+    # the files it started or learnt from (training has read them): a path can be rewritten
+    starts = {"init_sha256": config.init, "teacher_sha256": config.teacher}
+    details.update({key: file_sha256(Path(path)) for key, path in starts.items() if path})
     model_file = os.path.relpath(saved, project_root())
     records, probabilities = {}, {}
     for tta_set in (None, tta) if tta else (None,):
