@@ -7,6 +7,8 @@ absl::InitializeLog() ..." line). The first look for a GPU logs "failed call to 
 error on machines that have none. :func:`install` makes that import and that first look
 write stderr to a temporary file, then passes on what the level lets through: nothing is hidden
 from TensorFlow (``CUDA_VISIBLE_DEVICES`` is not touched), only its messages are filtered.
+Later, TensorFlow's "triggered tf.function retracing" hint is dropped too: predicting splits of
+different sizes retraces a model's predict step once per final-batch size, by design.
 ``FER_VERBOSE=1`` or ``TF_CPP_MIN_LOG_LEVEL=0`` turns the filter off."""
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import re
 import sys
@@ -27,6 +30,11 @@ SEVERITIES = "IWEF"  # absl's letters, in TF_CPP_MIN_LOG_LEVEL's order 0..3
 _RECORD = re.compile(r"([IWEF])\d{4} \d\d:\d\d:[\d.]+\s+\d+ [^\s\]]+:\d+\] ")
 _PREINIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 _PYTHON_WARNING = re.compile(r"\S.*:\d+: \w+: ")  # what warnings.warn writes to stderr
+
+
+def _not_a_retracing_hint(record: logging.LogRecord) -> bool:
+    """False for TensorFlow's "… triggered tf.function retracing …" warning (a logging filter)."""
+    return "triggered tf.function retracing" not in record.getMessage()
 
 
 def _gpu_device_present() -> bool:
@@ -100,6 +108,7 @@ class _QuietLoader(importlib.abc.Loader):
             self.loader.exec_module(module)
             with contextlib.suppress(Exception):  # any real problem shows again when used
                 module.config.list_physical_devices("GPU")
+        logging.getLogger("tensorflow").addFilter(_not_a_retracing_hint)
 
     def __getattr__(self, name: str):  # resource readers and the like: TensorFlow's loader
         return getattr(self.loader, name)

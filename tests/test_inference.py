@@ -36,7 +36,7 @@ from fer_utils.inference.classifier import record_default_calibration
 from fer_utils.inference.export import export_model, max_difference
 from fer_utils.inference.media import read_image
 from fer_utils.inference.predict import COLUMNS, classify, read_rows
-from fer_utils.tf_quiet import kept_lines
+from fer_utils.tf_quiet import _not_a_retracing_hint, kept_lines
 from fer_utils.tta import TTA_SETS, tta_views
 
 from conftest import ROOT, SAMPLE_CSV
@@ -619,6 +619,15 @@ def test_tensorflow_start_up_lines_are_filtered_by_level():
     assert kept_lines(TF_STARTUP, 2, gpu_present=True) == "".join([*warning, cuinit, real_error])
     assert kept_lines(TF_STARTUP, 1, gpu_present=True) == "".join(
         [*warning, lines[7], cuinit, real_error])  # fmt: skip
+
+
+def test_only_the_retracing_hint_is_dropped_from_tensorflows_warnings():
+    def shown(message: str) -> bool:
+        record = logging.LogRecord("tensorflow", logging.WARNING, "x.py", 1, message, None, None)
+        return _not_a_retracing_hint(record)
+
+    assert not shown("5 out of the last 31 calls to <function f> triggered tf.function retracing.")
+    assert shown("Model failed to serialize as JSON.")
 
 
 @pytest.mark.real_data
