@@ -214,12 +214,12 @@ def lighting_robustness(
     rows = []
     for name, model in models.items():
         guesses = predict(model, stack).argmax(1).reshape(1 + len(variants), len(faces))
-        right = dict(zip(variants, (guesses[1:] == labels).mean(axis=1), strict=True))
-        clean = float(np.mean(guesses[0] == labels))
+        clean, *shifted = (guesses == labels).mean(axis=1)  # one accuracy per copy
+        accuracy = dict(zip(variants, shifted, strict=True))
         for shift in shifts:
             rows.append({"model": name, "shift": shift, "strength": 0.0, "accuracy": clean})
             rows += [
-                {"model": name, "shift": shift, "strength": k, "accuracy": float(right[shift, k])}
+                {"model": name, "shift": shift, "strength": k, "accuracy": accuracy[shift, k]}
                 for k in strengths
             ]
     return pd.DataFrame(rows)
