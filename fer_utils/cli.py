@@ -246,7 +246,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tta",
         choices=list(TTA_SETS),
-        help="test-time augmentation of the -tta record (default: shifts; affine: 90 views)",
+        help="test-time augmentation of the -tta record (default: the profile's; quick flip, "
+        "cpu and full shifts; affine: 90 views)",
     )
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
 
@@ -273,7 +274,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_outputs(run_name)  # before the data is loaded, not after hours of training
     set_threads(args.threads)
     dataset = _profile_data(args, config.seed)
-    tta = None if args.no_tta else args.tta or "shifts"
+    tta = None if args.no_tta else args.tta or profile.tta
     done = run_experiment(config, run_name, dataset, args.profile, command_line(), tta=tta)
     for run in done.records.values():
         _print_record(run)

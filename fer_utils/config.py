@@ -93,11 +93,14 @@ def cache_dir() -> Path:
 class TransferBudget:
     """Notebook 03, part 1: ImageNet backbones, a head on the frozen backbone, then fine-tuning.
 
-    ``data_profile`` names the profile whose data and run names (``transfer-<backbone>-<it>``)
-    the transfer runs use: outside the GPU profile, the quick subset.
+    ``data_profile`` names the profile whose data the transfer runs use (outside the GPU
+    profile, the quick subset); ``tag`` ends their run names (``transfer-<backbone>-<tag>``),
+    one per budget, so runs of different budgets never share a name.
     """
 
     data_profile: str
+    tag: str
+    backbones: tuple[str, ...]  # keras.applications backbones, in the order they are trained
     size: int  # the backbone's input size: the 48-pixel face is resized to it
     head_epochs: int  # stage 1, frozen backbone
     fine_tune_epochs: int  # stage 2, the backbone's top layers trainable
@@ -149,10 +152,12 @@ class Profile:
     epochs: int
     batch_size: int
     smoke: bool
+    tta: str  # the test-time augmentation (fer_utils.tta.TTA_SETS) of every run's -tta record
     loss_comparison_epochs: int  # notebook 02: five_layer with ce, class weights, focal loss
     transfer: TransferBudget
     simclr: SimCLRBudget
     label_curve: tuple[tuple[float, int], ...]  # notebook 03: (share of the labels, epochs)
+    label_seeds: tuple[int, ...]  # notebook 03: seeds the curve's repeated point is run again with
     illumination_epochs: int  # notebook 04: one fast_cnn per illumination correction
     feature_maps: FeatureMapBudget
     explain: ExplainBudget
@@ -165,11 +170,19 @@ class Profile:
         }
 
 
-_QUICK_TRANSFER = TransferBudget("quick", size=64, head_epochs=2, fine_tune_epochs=2, batch_size=64)
-"""The backbones on the quick subset, an epoch or two: all two CPU cores can afford."""
+_BACKBONES = ("vgg16", "resnet50", "mobilenetv2")
+
+_CPU_TRANSFER = TransferBudget(
+    "quick", "quick", _BACKBONES, size=64, head_epochs=2, fine_tune_epochs=2, batch_size=64
+)
+"""The backbones on the quick subset, two epochs a stage: all two CPU cores can afford (the
+committed ``transfer-*-quick`` runs)."""
 
 _LABEL_CURVE = ((0.05, 40), (0.1, 30), (0.25, 12), (1.0, 48))
 """Fewer labels, more epochs; all labels is ``fast_cnn-ls``'s own recipe (48 epochs)."""
+
+_LABEL_SEEDS = (14, 15)
+"""The committed 10 % point's two repeats: with the notebook's seed 13, three seeds."""
 
 _FEATURE_MAPS = FeatureMapBudget(steps=256, filters=16, region_faces=2000)
 
@@ -184,13 +197,24 @@ PROFILES: dict[str, Profile] = {
             epochs=2,
             batch_size=128,
             smoke=True,
-            loss_comparison_epochs=2,
-            transfer=_QUICK_TRANSFER,
-            simclr=SimCLRBudget(epochs=2, batch_size=64),
-            label_curve=((0.25, 2), (1.0, 2)),
-            illumination_epochs=2,
+            tta="flip",  # 2 views, not 10: a smoke run shows the code path, not the gain
+            loss_comparison_epochs=1,
+            # MobileNetV2 alone at 32 pixels, the smallest input keras.applications accepts
+            transfer=TransferBudget(
+                "quick",
+                "smoke",
+                ("mobilenetv2",),
+                size=32,
+                head_epochs=1,
+                fine_tune_epochs=1,
+                batch_size=64,
+            ),
+            simclr=SimCLRBudget(epochs=1, batch_size=64),
+            label_curve=((0.25, 1), (1.0, 1)),
+            label_seeds=(14,),
+            illumination_epochs=1,
             feature_maps=FeatureMapBudget(steps=64, filters=8, region_faces=300),
-            explain=ExplainBudget(faithfulness_faces=24, lime_samples=100, per_class=20),
+            explain=ExplainBudget(faithfulness_faces=8, lime_samples=50, per_class=10),
         ),
         Profile(
             "cpu",
@@ -200,10 +224,12 @@ PROFILES: dict[str, Profile] = {
             epochs=30,
             batch_size=256,
             smoke=False,
+            tta="shifts",
             loss_comparison_epochs=12,  # the committed five_layer-{ce,class_weights,focal}-e12-cpu
-            transfer=_QUICK_TRANSFER,  # the committed transfer-*-quick runs
+            transfer=_CPU_TRANSFER,
             simclr=SimCLRBudget(epochs=32, batch_size=256),  # ~1 h of two cores
             label_curve=_LABEL_CURVE,
+            label_seeds=_LABEL_SEEDS,
             illumination_epochs=10,
             feature_maps=_FEATURE_MAPS,
             explain=ExplainBudget(faithfulness_faces=500, lime_samples=500, per_class=200),
@@ -216,15 +242,23 @@ PROFILES: dict[str, Profile] = {
             epochs=300,  # Khaireddin & Chen 2021 (VGGNet, 73.28 %): 300 epochs, batches of 64
             batch_size=64,
             smoke=False,
+            tta="shifts",
             loss_comparison_epochs=300,
             # CS230 (seed 004): ResNet50 / VGG16 fine-tuned 50 epochs in batches of 128, on
             # inputs of 197 pixels; 224, ImageNet's own size, is the nearest one that MobileNetV2
             # also has ImageNet weights for
             transfer=TransferBudget(
-                "full", size=224, head_epochs=10, fine_tune_epochs=50, batch_size=128
+                "full",
+                "full",
+                _BACKBONES,
+                size=224,
+                head_epochs=10,
+                fine_tune_epochs=50,
+                batch_size=128,
             ),
             simclr=SimCLRBudget(epochs=200, batch_size=512),  # SimCLR: hundreds, large batches
             label_curve=_LABEL_CURVE,
+            label_seeds=_LABEL_SEEDS,
             illumination_epochs=300,  # CS523 (seed 000): 300 epochs with early stopping
             feature_maps=_FEATURE_MAPS,
             # all of PrivateTest; LIME's own default of 1000 samples per face

@@ -304,10 +304,12 @@ def train_or_load(
     from this data, profile, seed and faces: :func:`stale_reason`; its model file there too,
     unless not ``need_model``: for tables and curves that read only the record, predictions
     and log), e.g. trained by ``python -m fer_utils train`` in the background; else
-    :func:`run_experiment` first."""
+    :func:`run_experiment` first, with the profile's TTA set."""
     _unless_fresh(
         run_name, config, dataset, profile, reuse, need_model,
-        lambda: run_experiment(config, run_name, dataset, profile, command, verbose=verbose),
+        lambda: run_experiment(
+            config, run_name, dataset, profile, command, get_profile(profile).tta, verbose
+        ),
     )  # fmt: skip
     return load_run(run_name)
 
@@ -323,12 +325,15 @@ def train_or_read_record(
     """The run's record, trained first (a :class:`PretrainConfig`: pretrained,
     :func:`run_pretraining`) unless ``reuse`` and the saved record answers this request
     (:func:`stale_reason`): for tables and curves that need a run's numbers but not its model
-    file."""
-    run = run_pretraining if isinstance(config, PretrainConfig) else run_experiment
-    _unless_fresh(
-        run_name, config, dataset, profile, reuse, False,
-        lambda: run(config, run_name, dataset, profile, command),
-    )  # fmt: skip
+    file. A trained run is evaluated with the profile's TTA set too."""
+
+    def run() -> object:
+        if isinstance(config, PretrainConfig):
+            return run_pretraining(config, run_name, dataset, profile, command)
+        tta = get_profile(profile).tta
+        return run_experiment(config, run_name, dataset, profile, command, tta)
+
+    _unless_fresh(run_name, config, dataset, profile, reuse, False, run)
     return read_run(run_name)
 
 

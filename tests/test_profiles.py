@@ -57,8 +57,8 @@ def leaves(value: object, path: str = "") -> Iterator[tuple[str, object]]:
     if dataclasses.is_dataclass(value):
         for f in dataclasses.fields(value):
             yield from leaves(getattr(value, f.name), f"{path}.{f.name}".lstrip("."))
-    elif isinstance(value, tuple):  # the label curve's (share, epochs) pairs
-        for key, item in value:
+    elif isinstance(value, tuple) and all(isinstance(pair, tuple) for pair in value):
+        for key, item in value:  # the label curve's (share, epochs) pairs
             yield from leaves(item, f"{path}.{key}")
     else:
         yield path, value
@@ -142,7 +142,8 @@ def test_every_budget_is_read_by_a_notebook() -> None:
     reads = budget_reads()
     profile = get_profile("cpu")
     owned = {p for p, _ in leaves(profile) if "." in p and not p.startswith("label_curve.")}
-    owned |= {"smoke", "loss_comparison_epochs", "label_curve", "illumination_epochs"}
+    owned |= {"smoke", "loss_comparison_epochs", "label_curve", "label_seeds"}
+    owned |= {"illumination_epochs"}
     assert owned <= reads, f"budgets no notebook reads: {sorted(owned - reads)}"
 
 
@@ -153,6 +154,20 @@ def test_only_quick_is_a_smoke_profile() -> None:
 def test_transfer_runs_use_a_known_profile() -> None:
     for profile in PROFILES.values():
         assert profile.transfer.data_profile in PROFILES
+
+
+def test_transfer_budgets_never_share_run_names() -> None:
+    """Each transfer budget has its own run-name tag, so a quick run can never reuse, or
+    overwrite, a cpu run trained with another budget on the same data."""
+    transfers = {p.transfer for p in PROFILES.values()}
+    assert len({t.tag for t in transfers}) == len(transfers)
+
+
+def test_every_profile_sets_a_known_tta_set() -> None:
+    from fer_utils.tta import TTA_SETS
+
+    assert {p.tta for p in PROFILES.values()} <= set(TTA_SETS)
+    assert get_profile("cpu").tta == "shifts"  # the committed -tta records' set
 
 
 def test_quick_budgets_are_smaller_than_cpus() -> None:
@@ -195,29 +210,32 @@ QUICK_TODAY = {
     "eval_per_class": 60,
     "epochs": 2,
     "batch_size": 128,
-    "loss_comparison_epochs": 2,
-    "transfer.size": 64,
-    "transfer.head_epochs": 2,
-    "transfer.fine_tune_epochs": 2,
+    "loss_comparison_epochs": 1,
+    "transfer.size": 32,
+    "transfer.head_epochs": 1,
+    "transfer.fine_tune_epochs": 1,
     "transfer.batch_size": 64,
-    "simclr.epochs": 2,
+    "simclr.epochs": 1,
     "simclr.batch_size": 64,
-    "label_curve.0.25": 2,
-    "label_curve.1.0": 2,
-    "illumination_epochs": 2,
+    "label_curve.0.25": 1,
+    "label_curve.1.0": 1,
+    "illumination_epochs": 1,
     "feature_maps.steps": 64,
     "feature_maps.filters": 8,
     "feature_maps.region_faces": 300,
-    "explain.faithfulness_faces": 24,
-    "explain.lime_samples": 100,
-    "explain.per_class": 20,
+    "explain.faithfulness_faces": 8,
+    "explain.lime_samples": 50,
+    "explain.per_class": 10,
 }
+"""The quick profile's smoke budgets: all seven notebooks in about 10 minutes on 2 cores."""
 
 
 @pytest.mark.parametrize(("name", "today"), [("cpu", CPU_TODAY), ("quick", QUICK_TODAY)])
 def test_budgets_are_those_of_the_committed_runs(name: str, today: dict[str, int]) -> None:
     assert budgets(get_profile(name)) == today
     assert get_profile(name).transfer.data_profile == "quick"
+    assert get_profile("cpu").transfer.tag == "quick"  # the committed transfer-*-quick runs
+    assert get_profile("cpu").label_seeds == (14, 15)  # the committed labels-0.1-*-s14, -s15
 
 
 def test_full_follows_the_published_recipes() -> None:
@@ -240,13 +258,13 @@ def test_cpu_names_and_configs_match_the_committed_records() -> None:
     """The cpu profile's budgets give the committed runs' names and configs, so notebooks
     reload them (``reuse``) or train them again identically."""
     cpu = get_profile("cpu")
-    transfer = record(f"transfer-vgg16-{cpu.transfer.data_profile}")["config"]
+    transfer = record(f"transfer-vgg16-{cpu.transfer.tag}")["config"]
     assert transfer["model_kwargs"]["size"] == cpu.transfer.size
     assert (transfer["epochs"], transfer["batch_size"]) == (
         cpu.transfer.fine_tune_epochs,
         cpu.transfer.batch_size,
     )
-    assert record(f"transfer-vgg16-head-{cpu.transfer.data_profile}")["config"]["epochs"] == (
+    assert record(f"transfer-vgg16-head-{cpu.transfer.tag}")["config"]["epochs"] == (
         cpu.transfer.head_epochs
     )
     simclr = record("simclr-fast_cnn-cpu")["pretrain_config"]
