@@ -30,6 +30,7 @@ from fer_utils.runs import (
     check_run_name,
     history_path,
     model_path,
+    predictions_path,
     read_predictions,
     read_run,
     record_path,
@@ -127,6 +128,7 @@ def run_experiment(
         records[tta_set or "plain"] = run
         suffix = run.run_name.removeprefix(run_name)
         probabilities |= {f"{split}{suffix}": p for split, p in probs.items()}
+    _retire_evaluations(run_name, keep={run.run_name for run in records.values()})
     _finish(run_name, checkpoints)
     keras.backend.clear_session()
     return Experiment(run_name, saved, result, records, probabilities)
@@ -190,6 +192,24 @@ def evaluate_saved(run_name: str, data: Dataset, tta: str, command: str) -> Run:
     )  # fmt: skip
     keras.backend.clear_session()
     return run
+
+
+def _retire_evaluations(run_name: str, keep: set[str]) -> None:
+    """Remove the TTA records (and predictions) of the model that ``run_name`` has just
+    replaced, other than those in ``keep``: they describe a model file that no longer exists,
+    and an ensemble or table would otherwise count them as this run's. Each is said."""
+    for path in sorted(results_dir().glob(f"{run_name}-tta*.json")):
+        if path.stem in keep or read_run(path.stem).trained_by != run_name:
+            continue
+        path.unlink()
+        predictions_path(path.stem).unlink(missing_ok=True)
+        logging.warning(
+            "removed %s: it evaluated the model of %s that this run replaced (python -m "
+            "fer_utils evaluate %s --tta SET measures the new one)",
+            path.name,
+            run_name,
+            run_name,
+        )
 
 
 def _finish(run_name: str, checkpoints: Path) -> None:
@@ -299,17 +319,19 @@ def train_or_load(
     reuse: bool = True,
     verbose: int | str = "auto",
     need_model: bool = True,
+    tta: str | None = None,
 ) -> TrainedRun:
     """:func:`load_run` if ``reuse`` and the saved run answers this request (its record made
     from this data, profile, seed and faces: :func:`stale_reason`; its model file there too,
     unless not ``need_model``: for tables and curves that read only the record, predictions
     and log), e.g. trained by ``python -m fer_utils train`` in the background; else
-    :func:`run_experiment` first, with the profile's TTA set."""
+    :func:`run_experiment` first, its ``-tta`` record with the TTA set ``tta`` (None: the
+    profile's; a run on another profile's data, such as notebook 03's transfer runs, passes
+    the set of the profile it serves)."""
+    tta = tta or get_profile(profile).tta
     _unless_fresh(
         run_name, config, dataset, profile, reuse, need_model,
-        lambda: run_experiment(
-            config, run_name, dataset, profile, command, get_profile(profile).tta, verbose
-        ),
+        lambda: run_experiment(config, run_name, dataset, profile, command, tta, verbose),
     )  # fmt: skip
     return load_run(run_name)
 

@@ -20,8 +20,8 @@ class TTA:
     """A test-time-augmentation set: every combination of a shift (rows, columns in pixels),
     a scale and a rotation (degrees) about the face's centre, each view also mirrored
     left-right when ``flip``; pixels moved in from outside repeat the edge, as in training's
-    ``fill_mode="nearest"``. The default is the 10 shifted and mirrored views of every
-    ``-tta`` record."""
+    ``fill_mode="nearest"``. The default is the ``shifts`` set: the 10 shifted and mirrored
+    views of the cpu and full profiles' ``-tta`` records."""
 
     shifts: tuple[tuple[int, int], ...] = ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))
     scales: tuple[float, ...] = (1.0,)

@@ -100,7 +100,7 @@ def test_notebook_01_runs_and_writes_its_figures(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_notebook_02_trains_records_and_plots(tmp_path: Path) -> None:
-    records, figures = run_quick(tmp_path, "02_baseline_cnn.ipynb", compare_epochs=1)
+    records, figures = run_quick(tmp_path, "02_baseline_cnn.ipynb")
     assert {"baseline-quick", "five_layer-quick", "five_layer-quick-tta-flip"} <= records
     assert {"five_layer-ce-e1-quick", "five_layer-focal-e1-quick"} <= records
     assert {"02_learning_curves", "02_confusion_matrix", "02_confident_mistakes"} <= figures

@@ -167,7 +167,6 @@ def test_every_profile_sets_a_known_tta_set() -> None:
     from fer_utils.tta import TTA_SETS
 
     assert {p.tta for p in PROFILES.values()} <= set(TTA_SETS)
-    assert get_profile("cpu").tta == "shifts"  # the committed -tta records' set
 
 
 def test_quick_budgets_are_smaller_than_cpus() -> None:
@@ -234,8 +233,6 @@ QUICK_TODAY = {
 def test_budgets_are_those_of_the_committed_runs(name: str, today: dict[str, int]) -> None:
     assert budgets(get_profile(name)) == today
     assert get_profile(name).transfer.data_profile == "quick"
-    assert get_profile("cpu").transfer.tag == "quick"  # the committed transfer-*-quick runs
-    assert get_profile("cpu").label_seeds == (14, 15)  # the committed labels-0.1-*-s14, -s15
 
 
 def test_full_follows_the_published_recipes() -> None:
@@ -258,6 +255,9 @@ def test_cpu_names_and_configs_match_the_committed_records() -> None:
     """The cpu profile's budgets give the committed runs' names and configs, so notebooks
     reload them (``reuse``) or train them again identically."""
     cpu = get_profile("cpu")
+    assert cpu.transfer.tag == "quick" and cpu.tta == "shifts"  # transfer-*-quick, *-tta
+    assert cpu.label_seeds == (14, 15)  # the committed labels-0.1-*-s14, -s15
+    assert record(f"transfer-vgg16-{cpu.transfer.tag}-tta")["tta"] == cpu.tta
     transfer = record(f"transfer-vgg16-{cpu.transfer.tag}")["config"]
     assert transfer["model_kwargs"]["size"] == cpu.transfer.size
     assert (transfer["epochs"], transfer["batch_size"]) == (

@@ -30,7 +30,9 @@ from fer_utils.runs import (
     EVAL_SPLITS,
     history_path,
     predictions_path,
+    read_predictions,
     read_run,
+    record_path,
     tta_label,
     tta_run_name,
     write_run,
@@ -350,6 +352,25 @@ def test_a_curve_reads_finished_records_and_trains_only_the_missing_ones() -> No
     assert not (models_dir() / "point.keras").exists()  # read, not trained again
     again = train_or_read_record(longer, "point", data, "quick", "train …", reuse=False)
     assert again.details["epochs_run"] == 2 and (models_dir() / "point.keras").is_file()
+
+
+def test_a_run_takes_its_profiles_tta_set_and_a_retrained_one_replaces_its_old_records(
+    caplog,
+) -> None:
+    data = three_splits()
+    config = TrainConfig("five_layer", {}, **{**FAST, "epochs": 1})
+    train_or_load(config, "twice", data, "cpu", "train …")  # cpu: the shifts set, "-tta"
+    assert read_run("twice-tta").tta == "shifts"  # and another run that shares the prefix:
+    write_run("twice-tta-x", "trained", "five_layer", "train …", "cpu", data.sha256, 1.0,
+              read_predictions("twice"), {})  # fmt: skip
+    again = train_or_load(config, "twice", data, "quick", "train …", reuse=False)
+    assert again.record.profile == "quick" and read_run("twice-tta-flip").trained_by == "twice"
+    assert not predictions_path("twice-tta").exists(), "the replaced model's evaluation stays"
+    assert not record_path("twice-tta").exists()
+    assert "removed twice-tta.json" in caplog.text
+    assert read_run("twice-tta-x").kind == "trained"  # not an evaluation of "twice": kept
+    train_or_load(config, "twice", data, "quick", "train …", reuse=False, tta="shifts")
+    assert read_run("twice-tta").tta == "shifts"  # a TTA set asked for beats the profile's
 
 
 def test_a_run_keeps_its_log_beside_the_record_and_is_read_without_its_model() -> None:
