@@ -76,14 +76,15 @@ def run_experiment(
     dataset: Dataset,
     profile: str,
     command: str,
-    tta: str | None = "shifts",
+    tta: str | None,
     verbose: int | str = "auto",
 ) -> Experiment:
     """Train ``config`` on ``dataset``'s Training split (cleaned if ``config.clean``), stop
     early on PublicTest, then evaluate on PublicTest and PrivateTest.
 
     Writes ``models/<run_name>.keras``, ``results/<run_name>.json`` (+ predictions) and, with
-    ``tta`` (a name in :data:`~fer_utils.tta.TTA_SETS`), the test-time-augmented
+    ``tta`` (a name in :data:`~fer_utils.tta.TTA_SETS`; callers pass the profile's,
+    :attr:`~fer_utils.config.Profile.tta`, unless asked for another), the test-time-augmented
     evaluation ``results/<run_name>-tta[-<tta>].json``."""
     check_outputs(run_name)
     dataset = dataset.label_fraction(config.label_fraction, seed=config.seed)
