@@ -259,6 +259,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from fer_utils.models import check_init, check_model
     from fer_utils.runs import command_line
 
+    set_threads(args.threads)  # before check_init's model starts TensorFlow's thread pools
     profile = get_profile(args.profile)
     config = config_from_args(
         TrainConfig, args, {"epochs": profile.epochs, "batch_size": profile.batch_size}
@@ -272,7 +273,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         check_init(config.init, config.model, config.correction, **config.model_kwargs)
     run_name = args.run_name or f"{config.model}-{args.profile}-s{config.seed}"
     check_outputs(run_name)  # before the data is loaded, not after hours of training
-    set_threads(args.threads)
     dataset = _profile_data(args, config.seed)
     tta = None if args.no_tta else args.tta or profile.tta
     done = run_experiment(config, run_name, dataset, args.profile, command_line(), tta=tta)

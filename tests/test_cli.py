@@ -181,6 +181,20 @@ def test_a_bad_init_model_is_one_line_before_any_data(tmp_path, capsys, case):
     assert err.count("\n") == 1
 
 
+def test_train_sets_its_threads_before_an_init_model_starts_tensorflow(monkeypatch) -> None:
+    # TensorFlow fixes its thread pools at its first op: --threads set after check_init has
+    # loaded the --init model would only warn, and two runs side by side would share the cores
+    import fer_utils.devices
+    import fer_utils.models
+
+    calls: list[str] = []
+    monkeypatch.setattr(fer_utils.devices, "set_threads", lambda n: calls.append(f"threads {n}"))
+    monkeypatch.setattr(fer_utils.models, "check_init", lambda *a, **k: calls.append("init"))
+    argv = ["train", "--model", "fast_cnn", "--init", "m.keras", "--threads", "1"]
+    main([*argv, "--data", "/nonexistent/fer2013.csv"])
+    assert calls == ["threads 1", "init"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
