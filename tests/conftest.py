@@ -22,25 +22,6 @@ REAL_COUNTS = {
 }
 
 
-# Committed figures not yet redrawn from the current code (each with why: mostly models this
-# project's machines no longer hold); each names the notebook to run
-# (./run_all.sh --profile cpu --only NN). The figure tests skip these,
-# and say so; the list only ever shrinks.
-NOT_REDRAWN = {
-    "03_simclr_loss": "notebook 03: it is drawn from the per-epoch log of simclr-fast_cnn-cpu, "
-    "which predates results/history/; redrawing it means pretraining SimCLR again and then "
-    "retraining the label curve's SimCLR points that start from that encoder",
-}
-
-
-def not_redrawn(figure: Path) -> str | None:
-    """Why a committed figure has not been redrawn yet (see NOT_REDRAWN), or None."""
-    from fnmatch import fnmatch
-
-    reasons = (why for pattern, why in NOT_REDRAWN.items() if fnmatch(figure.stem, pattern))
-    return next(reasons, None)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Figures, results and models of a test go to temporary folders; the parse cache is shared by

@@ -17,7 +17,7 @@ from fer_utils import visualize as viz
 from fer_utils.config import EMOTIONS
 from fer_utils.evaluation import accuracy_ci, bootstrap_ci, bootstrap_gain_ci
 
-from conftest import ROOT, not_redrawn
+from conftest import ROOT
 
 matplotlib.use("Agg")
 
@@ -39,8 +39,6 @@ def _close_figures():
 def test_committed_figure_fits_a_report_column(path) -> None:
     """At most MAX_SIDE px a side and no strip wider than MAX_ASPECT unless allow-listed (the
     notebooks regenerate them: ``./run_all.sh --profile cpu --only NN``)."""
-    if not_redrawn(path):
-        pytest.skip(f"not redrawn yet: {not_redrawn(path)}")
     with Image.open(path) as image:
         width, height = image.size
     assert max(width, height) <= MAX_SIDE, f"{path.name} is {width}×{height} px"

@@ -16,8 +16,6 @@ from fer_utils.files import file_sha256
 from fer_utils.runs import all_runs, predictions_path, write_run
 from fer_utils.visualize import save_figure
 
-from conftest import not_redrawn
-
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = sorted((ROOT / "figures").glob("*.png"))
 NOT_NOTEBOOK_FIGURES = {"web_demo"}  # tests/test_web.py's screenshot of the browser demo
@@ -70,8 +68,6 @@ def test_a_figure_goes_stale_when_a_members_predictions_change(tmp_path, monkeyp
 def test_committed_figure_matches_its_inputs(figure: Path) -> None:
     if figure.stem in NOT_NOTEBOOK_FIGURES:
         pytest.skip("a screenshot, not drawn from recorded inputs")
-    if not_redrawn(figure):
-        pytest.skip(f"not redrawn yet: {not_redrawn(figure)}")
     sources = provenance.figure_sources(figure)
     assert sources, f"{figure.name} does not say what it was made from: redraw it"
     assert provenance.figure_staleness(figure) is None, provenance.figure_staleness(figure)
@@ -95,15 +91,3 @@ def test_committed_ensembles_name_their_members_predictions(monkeypatch) -> None
         assert set(recorded) == set(run.details["members"]), run.run_name
         current = provenance.describe_sources(runs=recorded)["runs"]
         assert current == recorded, f"{run.run_name}: refit it with `{run.command}`"
-
-
-def test_every_not_redrawn_entry_is_still_needed() -> None:
-    """An entry of conftest.NOT_REDRAWN goes once its notebook has redrawn its figures (they
-    then carry their sources): the list only shrinks."""
-    from fnmatch import fnmatch
-
-    from conftest import NOT_REDRAWN
-
-    for pattern in NOT_REDRAWN:
-        matching = [f for f in FIGURES if fnmatch(f.stem, pattern)]
-        assert any(not provenance.figure_sources(f) for f in matching), f"drop {pattern!r}"
