@@ -394,6 +394,7 @@ def run_pretraining(
             "epochs_run": len(result.history.get("loss", [])),  # across resumes
             "final_loss": round(float(result.history["loss"][-1]), 4),
             "train_rows": len(train_set),
+            "model_sha256": file_sha256(saved),  # what a fine-tuned run's init_sha256 names
         },
         model_file=os.path.relpath(saved, project_root()),
     )  # fmt: skip

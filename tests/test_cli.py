@@ -191,7 +191,7 @@ def test_train_sets_its_threads_before_an_init_model_starts_tensorflow(monkeypat
     monkeypatch.setattr(fer_utils.devices, "set_threads", lambda n: calls.append(f"threads {n}"))
     monkeypatch.setattr(fer_utils.models, "check_init", lambda *a, **k: calls.append("init"))
     argv = ["train", "--model", "fast_cnn", "--init", "m.keras", "--threads", "1"]
-    main([*argv, "--data", "/nonexistent/fer2013.csv"])
+    assert main([*argv, "--data", "/nonexistent/fer2013.csv"]) == 2  # stops at the data
     assert calls == ["threads 1", "init"]
 
 

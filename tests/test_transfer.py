@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_training import synthetic
 
-from fer_utils.config import project_root
+from fer_utils.config import get_profile, project_root
 from fer_utils.heads import encoder
 from fer_utils.label_curve import label_curve_config
 from fer_utils.models import build_model
@@ -116,7 +116,10 @@ def test_simclr_pretraining_lowers_its_loss(tmp_path: Path) -> None:
 def test_committed_label_curve_runs_follow_the_notebooks_recipe() -> None:
     """The curve's records were trained with the recipe notebook 03 states (the runs from the
     command line as well): the same config from random weights and from the SimCLR encoder,
-    but for a time budget (a safety stop of the long runs, never reached)."""
+    but for a time budget (a safety stop of the long runs, never reached), with the profile's
+    epochs at each share of the labels and notebook 03's seed or its repeats."""
+    cpu = get_profile("cpu")
+    epochs, seeds = dict(cpu.label_curve), {13, *cpu.label_seeds}
     runs = sorted((project_root() / "results").glob("labels-*-cpu*.json"))
     curve = [p for p in runs if re.fullmatch(r"labels-[\d.]+-(simclr|random)-cpu(-s\d+)?", p.stem)]
     assert len(curve) >= 6
@@ -125,9 +128,9 @@ def test_committed_label_curve_runs_follow_the_notebooks_recipe() -> None:
         config = record["config"]
         assert record["train_seconds"] < 60 * (config["time_budget_minutes"] or float("inf"))
         init = config["init"] and Path(config["init"]).name
-        expected = label_curve_config(
-            "fast_cnn", {}, config["label_fraction"], config["epochs"], config["seed"]
-        )
+        assert config["seed"] in seeds, path.name
+        fraction = config["label_fraction"]
+        expected = label_curve_config("fast_cnn", {}, fraction, epochs[fraction], config["seed"])
         recipe = dataclasses.asdict(expected)
         # both starts trained in float32 without XLA: an "auto" config's record says what it
         # chose (placement); records from before "auto" existed name those settings instead
@@ -141,3 +144,15 @@ def test_committed_label_curve_runs_follow_the_notebooks_recipe() -> None:
         recorded = {**config, "init": None, "time_budget_minutes": None}
         assert recorded == {key: recipe[key] for key in recorded}, path.name
         assert init == ("simclr-fast_cnn-cpu.keras" if "-simclr-" in path.stem else None)
+
+
+def test_every_simclr_point_starts_from_the_committed_encoder() -> None:
+    """Each run fine-tuned from SimCLR names its starting encoder by hash, and it is the one
+    whose record and per-epoch log are committed: an encoder pretrained again means every
+    point trained again."""
+    results = project_root() / "results"
+    encoder = json.loads((results / "simclr-fast_cnn-cpu.json").read_text())["model_sha256"]
+    points = sorted(results.glob("labels-*-simclr-*cpu*.json"))
+    assert len(points) >= 8  # 5, 10 (three seeds, two learning rates), 25, 100 % and its TTA
+    for path in points:
+        assert json.loads(path.read_text())["init_sha256"] == encoder, f"{path.name}: retrain it"
