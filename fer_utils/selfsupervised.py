@@ -163,3 +163,17 @@ def linear_probe(
         proba[:, probe.classes_] = probe.predict_proba(features(model, images))
         probabilities[split] = proba
     return probabilities
+
+
+def random_probe(
+    name: str,
+    kwargs: dict,
+    seed: int,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    eval_images: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """:func:`linear_probe` of the network ``name`` with random weights drawn from ``seed``
+    (the same on every run): how much a pretrained encoder's features add."""
+    keras.utils.set_random_seed(seed)
+    return linear_probe(build_model(name, **kwargs), train_images, train_labels, eval_images)

@@ -17,7 +17,7 @@ from fer_utils.heads import encoder
 from fer_utils.label_curve import label_curve_config
 from fer_utils.models import build_model
 from fer_utils.preprocessing import correct
-from fer_utils.selfsupervised import NTXentLoss, PretrainConfig, pretrain
+from fer_utils.selfsupervised import NTXentLoss, PretrainConfig, pretrain, random_probe
 from fer_utils.training import TrainConfig, train
 from fer_utils.transfer import WeightsError, build_transfer, cached_weights, resolve_weights
 
@@ -111,6 +111,20 @@ def test_simclr_pretraining_lowers_its_loss(tmp_path: Path) -> None:
     losses = result.history["loss"]
     assert losses[-1] < losses[0] - 0.3, losses
     assert encoder(result.model).output_shape == (None, 8 * 16)  # width·8 features
+
+
+def test_the_random_feature_probe_is_the_same_on_every_run() -> None:
+    data = synthetic(96)
+    train, test = data.split("Training"), data.split("PublicTest")
+
+    def probe(seed: int, before: int) -> np.ndarray:
+        keras.utils.set_random_seed(before)  # whatever drew random numbers before
+        args = (train.images, train.labels, {"PublicTest": test.images})
+        return random_probe("fast_cnn", {}, seed, *args)["PublicTest"]
+
+    first = probe(3, before=1)
+    np.testing.assert_allclose(probe(3, before=2), first, atol=1e-5)
+    assert np.abs(probe(4, before=1) - first).max() > 1e-3  # another seed: other weights
 
 
 def test_committed_label_curve_runs_follow_the_notebooks_recipe() -> None:
